@@ -1,0 +1,131 @@
+//! Configuration: every limit the relay enforces, with documented defaults.
+//!
+//! `Config::default()` is what `weir` runs with when given no flags. The
+//! command line (`src/main.rs`) is the only place that reads arguments or the
+//! environment; the library takes a `Config` value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the server needs to know before it starts.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on (default `127.0.0.1:8080`).
+    pub listen: Vec<SocketAddr>,
+    /// How long a sender or receiver may wait for its peer (default 600 s).
+    pub ttl: Duration,
+    /// Per-transfer byte limit; 0 means none (default 1 GiB).
+    pub max_upload_bytes: u64,
+    /// Ring buffer per streaming pipe, rounded up to a power of two (default 64 KiB).
+    pub buffer_size: usize,
+    /// Most pipes streaming at once; each holds one ring (default 1024).
+    /// Past it a pipe that would start is answered `503`.
+    pub max_streaming_pipes: usize,
+    /// Accepted connections at once (default 10,000).
+    pub max_connections: usize,
+    /// Largest `?n=` (default 16).
+    pub max_receivers: usize,
+    /// Time allowed to send a request head, and to idle between keep-alive
+    /// requests (default 10 s).
+    pub head_timeout: Duration,
+    /// Largest request head in bytes (default 16 KiB); past it `431`.
+    pub max_head_bytes: usize,
+    /// Largest request target in bytes (default 4 KiB); past it `414`.
+    pub max_target_bytes: usize,
+    /// How long a finished connection is drained after its response before it
+    /// is closed, so that unread client bytes do not turn into a reset that
+    /// destroys the response in flight (default 2 s).
+    pub linger: Duration,
+    /// On SIGINT/SIGTERM, how long running transfers may go on (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            ttl: Duration::from_secs(600),
+            max_upload_bytes: 1 << 30,
+            buffer_size: 64 * 1024,
+            max_streaming_pipes: 1024,
+            max_connections: 10_000,
+            max_receivers: 16,
+            head_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            max_target_bytes: 4 * 1024,
+            linger: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Check that the values can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: &str| Err(ConfigError(s.to_string()));
+        if self.listen.is_empty() {
+            return err("at least one --listen address is needed");
+        }
+        if self.buffer_size < 1024 || self.buffer_size > 64 << 20 {
+            return err("--buffer-size must be between 1024 and 67108864");
+        }
+        if self.max_connections < 2 {
+            return err("--max-connections must be at least 2");
+        }
+        if self.max_receivers == 0 || self.max_receivers > 1024 {
+            return err("--max-receivers must be between 1 and 1024");
+        }
+        if self.max_streaming_pipes == 0 {
+            return err("--max-streaming-pipes must be at least 1");
+        }
+        if self.max_head_bytes < 256 || self.max_head_bytes > 1 << 20 {
+            return err("--max-head-bytes must be between 256 and 1048576");
+        }
+        if self.max_target_bytes < 16 || self.max_target_bytes > self.max_head_bytes {
+            return err("--max-target-bytes must be between 16 and --max-head-bytes");
+        }
+        if self.ttl.is_zero() || self.head_timeout.is_zero() {
+            return err("--ttl and --head-timeout must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let cases: Vec<fn(&mut Config)> = vec![
+            |c| c.listen.clear(),
+            |c| c.buffer_size = 10,
+            |c| c.max_receivers = 0,
+            |c| c.max_target_bytes = c.max_head_bytes + 1,
+            |c| c.ttl = Duration::ZERO,
+        ];
+        for (i, f) in cases.into_iter().enumerate() {
+            let mut c = Config::default();
+            f(&mut c);
+            assert!(c.validate().is_err(), "case {i} accepted");
+        }
+    }
+}

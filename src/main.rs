@@ -1,0 +1,315 @@
+//! The `weir` command: flags and environment into a `Config`, logging, run.
+//!
+//! This is the only place that reads arguments or the environment. Every
+//! flag `--some-flag` may also be set as `WEIR_SOME_FLAG`; a flag on the
+//! command line wins over the environment.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use weir::{Config, Server};
+
+/// One command-line flag: name, value name (empty for switches), help.
+struct Flag {
+    name: &'static str,
+    value: &'static str,
+    help: &'static str,
+    default: fn(&Config) -> String,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("'{v}' is not a valid number"))
+}
+
+fn secs(v: &str) -> Result<Duration, String> {
+    let f: f64 = num(v)?;
+    if !(f > 0.0 && f < 1e9) {
+        return Err(format!("'{v}' is not a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(f))
+}
+
+fn show_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+const FLAGS: &[Flag] = &[
+    Flag {
+        name: "listen",
+        value: "ADDR",
+        help: "address to bind; repeat for several ([::]:8080 for IPv6)",
+        default: |c| {
+            c.listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        set: |c, v| {
+            let a: SocketAddr = v
+                .parse()
+                .map_err(|_| format!("'{v}' is not an address like 127.0.0.1:8080"))?;
+            c.listen.push(a);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "ttl",
+        value: "SECS",
+        help: "how long a sender or receiver may wait for its peer",
+        default: |c| show_secs(c.ttl),
+        set: |c, v| Ok(c.ttl = secs(v)?),
+    },
+    Flag {
+        name: "max-upload-bytes",
+        value: "N",
+        help: "per-transfer byte limit (0 = none)",
+        default: |c| c.max_upload_bytes.to_string(),
+        set: |c, v| Ok(c.max_upload_bytes = num(v)?),
+    },
+    Flag {
+        name: "buffer-size",
+        value: "N",
+        help: "ring buffer per streaming pipe, bytes (rounded up to a power of two)",
+        default: |c| c.buffer_size.to_string(),
+        set: |c, v| Ok(c.buffer_size = num(v)?),
+    },
+    Flag {
+        name: "max-streaming-pipes",
+        value: "N",
+        help: "pipes streaming at once (each holds one ring); past it 503",
+        default: |c| c.max_streaming_pipes.to_string(),
+        set: |c, v| Ok(c.max_streaming_pipes = num(v)?),
+    },
+    Flag {
+        name: "max-connections",
+        value: "N",
+        help: "accepted connections at once; accepting resumes below 90%",
+        default: |c| c.max_connections.to_string(),
+        set: |c, v| Ok(c.max_connections = num(v)?),
+    },
+    Flag {
+        name: "max-receivers",
+        value: "N",
+        help: "largest ?n=",
+        default: |c| c.max_receivers.to_string(),
+        set: |c, v| Ok(c.max_receivers = num(v)?),
+    },
+    Flag {
+        name: "head-timeout",
+        value: "SECS",
+        help: "time allowed to send a request head (and to idle between requests)",
+        default: |c| show_secs(c.head_timeout),
+        set: |c, v| Ok(c.head_timeout = secs(v)?),
+    },
+    Flag {
+        name: "max-head-bytes",
+        value: "N",
+        help: "largest request head; past it 431",
+        default: |c| c.max_head_bytes.to_string(),
+        set: |c, v| Ok(c.max_head_bytes = num(v)?),
+    },
+    Flag {
+        name: "max-target-bytes",
+        value: "N",
+        help: "largest request target; past it 414",
+        default: |c| c.max_target_bytes.to_string(),
+        set: |c, v| Ok(c.max_target_bytes = num(v)?),
+    },
+    Flag {
+        name: "shutdown-grace",
+        value: "SECS",
+        help: "on SIGINT/SIGTERM, how long running transfers may go on",
+        default: |c| show_secs(c.shutdown_grace),
+        set: |c, v| Ok(c.shutdown_grace = secs(v)?),
+    },
+];
+
+fn usage() -> String {
+    let mut s = format!(
+        "weir {}: an ephemeral HTTP relay; bytes stream from senders to receivers and are never stored.
+
+Usage: weir [FLAGS]
+
+Flags (each may also be set as WEIR_<FLAG>, e.g. WEIR_MAX_UPLOAD_BYTES=0):
+",
+        env!("CARGO_PKG_VERSION")
+    );
+    let defaults = Config::default();
+    for f in FLAGS {
+        let left = if f.value.is_empty() {
+            format!("--{}", f.name)
+        } else {
+            format!("--{} {}", f.name, f.value)
+        };
+        s.push_str(&format!(
+            "  {left:<28} {} [default: {}]\n",
+            f.help,
+            (f.default)(&defaults)
+        ));
+    }
+    s.push_str(
+        "  -h, --help                   print this help
+  -V, --version                print the version
+
+Logging: RUST_LOG=info (default) prints one line per finished transfer; RUST_LOG=debug more.
+",
+    );
+    s
+}
+
+enum Parsed {
+    Run(Config),
+    Exit(String),
+}
+
+fn parse(args: Vec<String>, env: &[(String, String)]) -> Result<Parsed, String> {
+    let mut config = Config::default();
+    config.listen.clear();
+    let mut from_cli: Vec<&'static str> = Vec::new();
+    let mut pending: Vec<(&'static Flag, String)> = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Exit(usage())),
+            "-V" | "--version" => {
+                return Ok(Parsed::Exit(format!(
+                    "weir {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
+            _ => {}
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument '{arg}' (see --help)"));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
+        let value = if flag.value.is_empty() {
+            String::new()
+        } else {
+            match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("--{name} needs a value ({})", flag.value))?,
+            }
+        };
+        from_cli.push(flag.name);
+        pending.push((flag, value));
+    }
+    // Environment first, so the command line overrides it.
+    for f in FLAGS {
+        if from_cli.contains(&f.name) {
+            continue;
+        }
+        let key = format!("WEIR_{}", f.name.to_ascii_uppercase().replace('-', "_"));
+        if let Some((_, v)) = env.iter().find(|(k, _)| *k == key) {
+            for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+                (f.set)(&mut config, part.trim()).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+    }
+    for (f, v) in pending {
+        (f.set)(&mut config, &v).map_err(|e| format!("--{}: {e}", f.name))?;
+    }
+    if config.listen.is_empty() {
+        config.listen = Config::default().listen;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(Parsed::Run(config))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("WEIR_"))
+        .collect();
+    let config = match parse(args, &env) {
+        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Exit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("weir: cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = server.handle_signals() {
+        eprintln!("weir: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        match parse(args.iter().map(|s| s.to_string()).collect(), &env)? {
+            Parsed::Run(c) => Ok(c),
+            Parsed::Exit(_) => Err("exit".into()),
+        }
+    }
+
+    #[test]
+    fn flags_env_and_precedence() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!(c.listen, Config::default().listen);
+        let c = run(
+            &["--ttl", "5", "--listen=127.0.0.1:0", "--listen", "[::1]:0"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.ttl, Duration::from_secs(5));
+        assert_eq!(c.listen.len(), 2);
+        let c = run(
+            &["--ttl", "7"],
+            &[("WEIR_TTL", "9"), ("WEIR_MAX_RECEIVERS", "4")],
+        )
+        .unwrap();
+        assert_eq!(c.ttl, Duration::from_secs(7));
+        assert_eq!(c.max_receivers, 4);
+        assert!(run(&["--nope"], &[]).is_err());
+        assert!(run(&["--ttl"], &[]).is_err());
+        assert!(run(&["--ttl", "-3"], &[]).is_err());
+        assert!(run(&["--buffer-size", "1"], &[]).is_err());
+        assert!(usage().contains("--max-upload-bytes N"));
+        assert!(usage().contains("[default: 1073741824]"));
+    }
+}

@@ -1,0 +1,1244 @@
+//! Pipes: the pairing table and the pump (upload → ring → downloads).
+//!
+//! A pipe is keyed by its path. Its sender and its `n` receivers may arrive
+//! in any order; while any is missing the others are *parked*: their
+//! connections hold only the parsed head, and a parked sender's body is not
+//! read (R6), so TCP flow control holds it in the client. When the last
+//! party arrives the pipe takes one ring from the capped pool (or answers
+//! `503`) and starts.
+//!
+//! The pump moves bytes under the readiness rules: the sender is read only
+//! while the ring has space (R4); each receiver writes from its own cursor
+//! and the ring is released up to the slowest cursor (R5), so memory is one
+//! ring per streaming pipe whatever the transfer's size or a receiver's
+//! speed. A pump stops after a byte budget and is queued for the next turn
+//! (R8).
+//!
+//! Endings: every receiver of a complete body gets its terminator (final
+//! chunk, or the full `Content-Length`). A cut transfer never looks
+//! complete: chunked receivers miss the final chunk, length receivers miss
+//! bytes, and close-delimited (HTTP/1.0) receivers are reset. The sender's
+//! last progress line says what happened.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::Token;
+
+use crate::conn::{Io, State};
+use crate::http::chunked::{ChunkEncoder, ChunkedDecoder};
+use crate::http::multipart::{self, MultipartScanner};
+use crate::http::request::BodyFraming;
+use crate::http::response::{self, LAST_CHUNK};
+use crate::http::Head;
+use crate::readiness::Ready;
+use crate::ring::Ring;
+use crate::server::{Server, Timer};
+
+/// Bytes a pump may move before it yields to the rest of the loop (R8).
+const PUMP_BUDGET: usize = 1 << 20;
+
+/// How the sender's body is delimited, with the decoding state.
+#[derive(Debug)]
+pub(crate) enum BodyDecoder {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// How a receiver's response body is delimited.
+#[derive(Debug)]
+pub(crate) enum OutFraming {
+    /// Raw bytes: `Content-Length` was sent, or the body ends at close.
+    Raw { close_delimited: bool },
+    /// `Transfer-Encoding: chunked`.
+    Chunked(ChunkEncoder),
+}
+
+#[derive(Debug)]
+pub(crate) struct SenderSide {
+    pub token: Token,
+    pub minor: u8,
+    pub framing: BodyFraming,
+    pub decoder: BodyDecoder,
+    pub multipart: Option<Box<MultipartScanner>>,
+    pub multipart_done: bool,
+    pub content_type: Option<Vec<u8>>,
+    pub content_disposition: Option<Vec<u8>>,
+    pub x_piping: Vec<Vec<u8>>,
+    /// Body bytes that arrived with the head.
+    pub early: Vec<u8>,
+    /// Decoded body bytes so far (counted against `max_upload_bytes`).
+    pub body_bytes: u64,
+}
+
+impl SenderSide {
+    fn chunked_out(&self) -> bool {
+        self.minor >= 1
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ReceiverSide {
+    pub token: Token,
+    pub minor: u8,
+    pub cursor: u64,
+    pub framing: OutFraming,
+    pub head_written: bool,
+}
+
+/// One path's transfer, from the first arrival to the last byte.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    pub key: String,
+    pub n: usize,
+    pub sender: Option<SenderSide>,
+    pub receivers: Vec<ReceiverSide>,
+    pub streaming: bool,
+    pub ring: Option<Ring>,
+    pub body_done: bool,
+    pub heads_written: bool,
+    pub started_at: Option<Instant>,
+    pub last_progress: Instant,
+    pub timer: Option<crate::timer::Handle>,
+    pub queued: bool,
+    pub delivered: usize,
+    pub lost: usize,
+}
+
+#[derive(Debug)]
+enum Ingress {
+    Moved(usize),
+    Idle,
+    Done,
+    Cut(String),
+}
+
+#[derive(Debug)]
+enum Egress {
+    Moved,
+    Idle,
+    Gone,
+}
+
+/// Which side of a pipe a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Sender,
+    Receiver,
+}
+
+impl Server {
+    /// A request on a pipe path: validate it, pair it, park or start.
+    pub(crate) fn pipe_request(&mut self, token: Token, head: Head, early: Vec<u8>, role: Role) {
+        let minor = head.minor;
+        let key = head.path.clone();
+        let n = match head.query_param("n") {
+            None => 1,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1 && n <= self.config.max_receivers => n,
+                _ => {
+                    let msg = format!(
+                        "?n= must be a whole number from 1 to {}.",
+                        self.config.max_receivers
+                    );
+                    return self.reject(token, minor, 400, &msg);
+                }
+            },
+        };
+        let mut multipart = None;
+        if role == Role::Sender {
+            if let BodyFraming::Length(len) = head.framing {
+                let max = self.config.max_upload_bytes;
+                if max > 0 && len > max {
+                    let msg = format!("The upload is larger than the limit of {max} bytes.");
+                    return self.reject(token, minor, 413, &msg);
+                }
+            }
+            let ct = head.content_type.as_deref().unwrap_or(b"");
+            let ct = String::from_utf8_lossy(ct);
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+            {
+                match multipart::boundary_from_content_type(&ct) {
+                    Some(b) => multipart = Some(Box::new(MultipartScanner::new(&b))),
+                    None => {
+                        return self.reject(
+                            token,
+                            minor,
+                            400,
+                            "multipart/form-data needs a valid boundary parameter.",
+                        )
+                    }
+                }
+            }
+        }
+
+        // Pair with an existing pipe, or make one.
+        let existing = self.paths.get(&key).copied();
+        if let Some(p) = existing {
+            let pipe = &self.pipes[p];
+            if pipe.streaming {
+                let msg = format!("A transfer on {key} is already running; try another path.");
+                return self.reject(token, minor, 409, &msg);
+            }
+            if pipe.n != n {
+                let msg = format!(
+                    "The number of receivers does not match: this request says n={n}, the waiting party said n={}.",
+                    pipe.n
+                );
+                return self.reject(token, minor, 400, &msg);
+            }
+            if role == Role::Sender && pipe.sender.is_some() {
+                let msg = format!("Another sender is already waiting on {key}.");
+                return self.reject(token, minor, 409, &msg);
+            }
+            if role == Role::Receiver && pipe.receivers.len() >= pipe.n {
+                let msg = format!("{key} already has its {n} receiver(s).");
+                return self.reject(token, minor, 409, &msg);
+            }
+        }
+        let completes = match existing {
+            Some(p) => {
+                let pipe = &self.pipes[p];
+                match role {
+                    Role::Sender => pipe.receivers.len() == n,
+                    Role::Receiver => pipe.sender.is_some() && pipe.receivers.len() + 1 == n,
+                }
+            }
+            None => false,
+        };
+        let ring = if completes {
+            match self.pool.take() {
+                Some(r) => Some(r),
+                None => {
+                    return self.reject(
+                        token,
+                        minor,
+                        503,
+                        "The relay is at its limit of running transfers; try again soon.",
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        let p = match existing {
+            Some(p) => p,
+            None => {
+                let p = self.pipes.insert(Pipe {
+                    key: key.clone(),
+                    n,
+                    sender: None,
+                    receivers: Vec::with_capacity(n.min(4)),
+                    streaming: false,
+                    ring: None,
+                    body_done: false,
+                    heads_written: false,
+                    started_at: None,
+                    last_progress: self.now,
+                    timer: None,
+                    queued: false,
+                    delivered: 0,
+                    lost: 0,
+                });
+                self.paths.insert(key.clone(), p);
+                p
+            }
+        };
+
+        let conn = &mut self.conns[token.0];
+        match role {
+            Role::Sender => {
+                conn.state = State::Sender { pipe: p };
+                let decoder = match head.framing {
+                    BodyFraming::None => BodyDecoder::Length { remaining: 0 },
+                    BodyFraming::Length(l) => BodyDecoder::Length { remaining: l },
+                    BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+                    BodyFraming::UntilClose => BodyDecoder::UntilClose,
+                };
+                if head.expect_continue {
+                    conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                response::status_line(&mut conn.out, minor, 200);
+                conn.out
+                    .extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+                conn.out
+                    .extend_from_slice(response::NO_BUFFERING.as_bytes());
+                if minor >= 1 {
+                    conn.out
+                        .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                }
+                conn.out.extend_from_slice(b"Connection: close\r\n\r\n");
+                let have = self.pipes[p].receivers.len();
+                let chunked = minor >= 1;
+                if have < n {
+                    response::stream_line(
+                        &mut conn.out,
+                        chunked,
+                        &format!("[INFO] Waiting for {n} receiver(s)..."),
+                    );
+                }
+                if have > 0 {
+                    response::stream_line(
+                        &mut conn.out,
+                        chunked,
+                        &format!("[INFO] {have} receiver(s) connected."),
+                    );
+                }
+                self.pipes[p].sender = Some(SenderSide {
+                    token,
+                    minor,
+                    framing: head.framing,
+                    decoder,
+                    multipart,
+                    multipart_done: false,
+                    content_type: head.content_type,
+                    content_disposition: head.content_disposition,
+                    x_piping: head.x_piping,
+                    early,
+                    body_bytes: 0,
+                });
+                debug!("[{}] sender on {key} (n={n})", token.0);
+            }
+            Role::Receiver => {
+                conn.state = State::Receiver { pipe: p };
+                let pipe = &mut self.pipes[p];
+                pipe.receivers.push(ReceiverSide {
+                    token,
+                    minor,
+                    cursor: 0,
+                    framing: OutFraming::Raw {
+                        close_delimited: false,
+                    },
+                    head_written: false,
+                });
+                let have = pipe.receivers.len();
+                if let Some(s) = &pipe.sender {
+                    let line = format!("[INFO] {have} receiver(s) connected.");
+                    let chunked = s.chunked_out();
+                    let st = s.token;
+                    response::stream_line(&mut self.conns[st.0].out, chunked, &line);
+                    self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+                    self.flush_party(st);
+                }
+                debug!("[{}] receiver {have}/{n} on {key}", token.0);
+            }
+        }
+        if let Some(ring) = ring {
+            self.start(p, ring);
+        } else {
+            let conn = &mut self.conns[token.0];
+            conn.ready.interest = match role {
+                Role::Sender => Ready::WRITABLE,
+                Role::Receiver => Ready::READABLE,
+            };
+            conn.timer = Some(
+                self.timers
+                    .insert(self.now, self.config.ttl, Timer::Conn(token)),
+            );
+            self.flush_party(token);
+        }
+    }
+
+    fn reject(&mut self, token: Token, minor: u8, status: u16, msg: &str) {
+        self.metrics.transfers_rejected += 1;
+        // The client may already be sending a body we will not read.
+        self.respond_error(token, minor, status, msg, false);
+    }
+
+    /// Write a parked party's pending control bytes; a failed write means
+    /// it is gone.
+    fn flush_party(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        match conn.flush_out() {
+            Ok(_) => {
+                if !conn.out_pending() {
+                    conn.ready.interest.remove(Ready::WRITABLE);
+                }
+            }
+            Err(e) => {
+                debug!("[{}] write failed: {e}", token.0);
+                self.kill(token, "write error");
+            }
+        }
+    }
+
+    fn start(&mut self, p: usize, ring: Ring) {
+        let now = self.now;
+        let ttl = self.config.ttl;
+        let pipe = &mut self.pipes[p];
+        pipe.streaming = true;
+        pipe.ring = Some(ring);
+        pipe.started_at = Some(now);
+        pipe.last_progress = now;
+        pipe.timer = Some(self.timers.insert(now, ttl, Timer::Pipe(p)));
+        let mut tokens: Vec<Token> = pipe.receivers.iter().map(|r| r.token).collect();
+        if let Some(s) = &pipe.sender {
+            tokens.push(s.token);
+            let line = format!("[INFO] Start sending to {} receiver(s)!", pipe.n);
+            let chunked = s.chunked_out();
+            response::stream_line(&mut self.conns[s.token.0].out, chunked, &line);
+        }
+        for t in tokens {
+            if let Some(h) = self.conns[t.0].timer.take() {
+                self.timers.cancel(h);
+            }
+        }
+        let multipart = pipe.sender.as_ref().is_some_and(|s| s.multipart.is_some());
+        if !multipart {
+            self.write_receiver_heads(p);
+        }
+        info!(
+            "pipe {} started: {} receiver(s)",
+            self.pipes[p].key, self.pipes[p].n
+        );
+        self.pump(p);
+    }
+
+    /// Queue each receiver's response head, forwarding the sender's headers.
+    fn write_receiver_heads(&mut self, p: usize) {
+        let pipe = &mut self.pipes[p];
+        pipe.heads_written = true;
+        let Some(s) = &pipe.sender else { return };
+        let mut common = String::new();
+        let (ct, cd) = match s.multipart.as_ref().and_then(|m| m.file_part()) {
+            Some(part) => (
+                part.content_type.as_ref().map(|c| c.as_bytes().to_vec()),
+                part.filename
+                    .as_ref()
+                    .map(|f| multipart::content_disposition_attachment(f).into_bytes()),
+            ),
+            None => (s.content_type.clone(), s.content_disposition.clone()),
+        };
+        let mut extra: Vec<u8> = Vec::new();
+        extra.extend_from_slice(b"Content-Type: ");
+        extra.extend_from_slice(ct.as_deref().unwrap_or(b"application/octet-stream"));
+        extra.extend_from_slice(b"\r\n");
+        if let Some(cd) = cd {
+            extra.extend_from_slice(b"Content-Disposition: ");
+            extra.extend_from_slice(&cd);
+            extra.extend_from_slice(b"\r\n");
+        }
+        for x in &s.x_piping {
+            extra.extend_from_slice(b"X-Piping: ");
+            extra.extend_from_slice(x);
+            extra.extend_from_slice(b"\r\n");
+        }
+        let length = match (s.framing, &s.multipart) {
+            (BodyFraming::Length(l), None) => Some(l),
+            (BodyFraming::None, None) => Some(0),
+            _ => None,
+        };
+        common.push_str(response::EXPOSE_HEADERS);
+        common.push_str(response::NO_BUFFERING);
+        // A sender must not be able to run script on the relay's origin.
+        common.push_str("X-Content-Type-Options: nosniff\r\nContent-Security-Policy: sandbox\r\n");
+        common.push_str("X-Robots-Tag: none\r\nConnection: close\r\n");
+        for r in &mut pipe.receivers {
+            let conn = &mut self.conns[r.token.0];
+            response::status_line(&mut conn.out, r.minor, 200);
+            conn.out.extend_from_slice(&extra);
+            match length {
+                Some(l) => {
+                    let _ = std::io::Write::write_fmt(
+                        &mut conn.out,
+                        format_args!("Content-Length: {l}\r\n"),
+                    );
+                    r.framing = OutFraming::Raw {
+                        close_delimited: false,
+                    };
+                }
+                None if r.minor >= 1 => {
+                    conn.out
+                        .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    r.framing = OutFraming::Chunked(ChunkEncoder::new());
+                }
+                None => {
+                    r.framing = OutFraming::Raw {
+                        close_delimited: true,
+                    };
+                }
+            }
+            conn.out.extend_from_slice(common.as_bytes());
+            conn.out.extend_from_slice(b"\r\n");
+            r.head_written = true;
+            conn.ready.interest.insert(Ready::WRITABLE);
+        }
+    }
+
+    /// A socket event for a pipe party.
+    pub(crate) fn pipe_event(&mut self, p: usize, token: Token) {
+        let Some(pipe) = self.pipes.get(p) else {
+            return;
+        };
+        let is_sender = pipe.sender.as_ref().is_some_and(|s| s.token == token);
+        let until_close = pipe
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.framing == BodyFraming::UntilClose);
+        if pipe.streaming {
+            let conn = &self.conns[token.0];
+            if !conn.ready.filtered().is_empty() || conn.ready.hung_up() {
+                self.pump(p);
+            }
+            return;
+        }
+        // Parked: write what is pending, and notice a client that left.
+        let conn = &mut self.conns[token.0];
+        if conn.out_pending() {
+            self.flush_party(token);
+        }
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        if conn.state == State::Dead {
+            return;
+        }
+        if is_sender {
+            if conn.ready.event.contains(Ready::ERROR)
+                || (conn.ready.event.contains(Ready::HUP) && !until_close)
+            {
+                // A framed body's sender that shuts down before it is read
+                // has given up (R7 holds for streaming senders, whose bytes
+                // we read to the end; a parked one's are never read).
+                self.kill(token, "parked sender left");
+            }
+        } else {
+            match conn.drain_input(&mut self.scratch, 64 * 1024) {
+                Io::Eof | Io::Failed(_) => self.kill(token, "parked receiver left"),
+                Io::Moved(_) | Io::WouldBlock => {}
+            }
+        }
+    }
+
+    /// Move bytes until nothing moves or the budget is spent.
+    pub(crate) fn pump(&mut self, p: usize) {
+        let mut budget = PUMP_BUDGET;
+        loop {
+            let Some(pipe) = self.pipes.get(p) else {
+                return;
+            };
+            if !pipe.streaming {
+                return;
+            }
+            let mut progressed = false;
+            if let Some(s) = &pipe.sender {
+                let st = s.token;
+                if self.conns[st.0].out_pending() {
+                    self.flush_party(st);
+                }
+            }
+            let Some(pipe) = self.pipes.get(p) else {
+                return;
+            };
+            if !pipe.body_done {
+                match self.ingress(p) {
+                    Ingress::Moved(n) => {
+                        progressed = n > 0;
+                        budget = budget.saturating_sub(n);
+                    }
+                    Ingress::Idle => {}
+                    Ingress::Done => {
+                        progressed = true;
+                        self.pipes[p].body_done = true;
+                        if let Some(s) = self.pipes[p].sender.as_ref() {
+                            let t = s.token;
+                            self.conns[t.0].ready.interest.remove(Ready::READABLE);
+                        }
+                    }
+                    Ingress::Cut(why) => {
+                        self.abort(p, &why, true);
+                        return;
+                    }
+                }
+            }
+            // Heads of multipart transfers wait for the file part's headers.
+            let pipe = &self.pipes[p];
+            if !pipe.heads_written
+                && pipe
+                    .sender
+                    .as_ref()
+                    .and_then(|s| s.multipart.as_ref())
+                    .is_some_and(|m| m.file_part().is_some())
+            {
+                self.write_receiver_heads(p);
+            }
+            let mut i = 0;
+            while i < self.pipes[p].receivers.len() {
+                match self.egress(p, i, budget) {
+                    Egress::Moved => progressed = true,
+                    Egress::Idle => {}
+                    Egress::Gone => {
+                        let t = self.pipes[p].receivers[i].token;
+                        self.kill(t, "receiver left");
+                        if !self.pipes.contains(p) {
+                            return;
+                        }
+                        progressed = true;
+                        continue;
+                    }
+                }
+                i += 1;
+            }
+            let pipe = &mut self.pipes[p];
+            if let Some(ring) = pipe.ring.as_mut() {
+                let min = pipe.receivers.iter().map(|r| r.cursor).min();
+                ring.release_to(min.unwrap_or(ring.end_offset()));
+            }
+            if progressed {
+                pipe.last_progress = self.now;
+            }
+            if pipe.body_done {
+                self.finish_drained_receivers(p);
+                if self.pipes.get(p).is_some_and(|pp| pp.receivers.is_empty()) {
+                    self.complete(p);
+                    return;
+                }
+            }
+            if !progressed {
+                break;
+            }
+            if budget == 0 {
+                let pipe = &mut self.pipes[p];
+                if !pipe.queued {
+                    pipe.queued = true;
+                    self.queued.push(p);
+                }
+                break;
+            }
+        }
+        self.update_interest(p);
+    }
+
+    fn ingress(&mut self, p: usize) -> Ingress {
+        let Server {
+            pipes,
+            conns,
+            scratch,
+            config,
+            metrics,
+            ..
+        } = self;
+        let pipe = &mut pipes[p];
+        let (Some(s), Some(ring)) = (pipe.sender.as_mut(), pipe.ring.as_mut()) else {
+            return Ingress::Idle;
+        };
+        let reserve = if s.multipart.is_some() {
+            MultipartScanner::MAX_HELD
+        } else {
+            0
+        };
+        let limit = config.max_upload_bytes;
+        let mut moved = 0usize;
+        // Body bytes that came with the head go first.
+        while !s.early.is_empty() {
+            let room = ring.free().saturating_sub(reserve);
+            if room == 0 {
+                return Ingress::Moved(moved);
+            }
+            let take = room.min(s.early.len());
+            let chunk: Vec<u8> = s.early.drain(..take).collect();
+            match feed(s, ring, &chunk, limit) {
+                Ok((n, done)) => {
+                    moved += n;
+                    metrics.bytes_relayed += n as u64;
+                    if done {
+                        s.early = Vec::new();
+                        return finish_body(s);
+                    }
+                }
+                Err(why) => return Ingress::Cut(why),
+            }
+        }
+        let conn = &mut conns[s.token.0];
+        let room = ring.free().saturating_sub(reserve);
+        if room == 0 || !conn.ready.event.contains(Ready::READABLE) {
+            return Ingress::Moved(moved);
+        }
+        let fast = s.multipart.is_none();
+        let outcome = match (&mut s.decoder, fast) {
+            (BodyDecoder::Length { remaining }, true) => {
+                let want = (*remaining).min(room as u64) as usize;
+                match ring.fill_from(&mut conn.sock, want) {
+                    Ok(0) => {
+                        conn.read_eof = true;
+                        conn.ready.event.remove(Ready::READABLE);
+                        Io::Eof
+                    }
+                    Ok(n) => {
+                        *remaining -= n as u64;
+                        s.body_bytes += n as u64;
+                        metrics.bytes_relayed += n as u64;
+                        moved += n;
+                        if *remaining == 0 {
+                            return finish_body(s);
+                        }
+                        Io::Moved(n)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        conn.ready.event.remove(Ready::READABLE);
+                        Io::WouldBlock
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Io::Moved(0),
+                    Err(e) => Io::Failed(e),
+                }
+            }
+            _ => {
+                let cap = room.min(scratch.len());
+                match conn.read_into(&mut scratch[..cap]) {
+                    Io::Moved(n) => match feed(s, ring, &scratch[..n], limit) {
+                        Ok((m, done)) => {
+                            moved += m;
+                            metrics.bytes_relayed += m as u64;
+                            if done {
+                                return finish_body(s);
+                            }
+                            Io::Moved(n)
+                        }
+                        Err(why) => return Ingress::Cut(why),
+                    },
+                    other => other,
+                }
+            }
+        };
+        match outcome {
+            Io::Moved(_) | Io::WouldBlock => Ingress::Moved(moved),
+            Io::Eof => {
+                if matches!(s.decoder, BodyDecoder::UntilClose) {
+                    finish_body(s)
+                } else {
+                    Ingress::Cut(format!(
+                        "The sender's connection ended after {} bytes, before the body was complete.",
+                        s.body_bytes
+                    ))
+                }
+            }
+            Io::Failed(e) => Ingress::Cut(format!(
+                "The sender's connection failed after {} bytes ({e}).",
+                s.body_bytes
+            )),
+        }
+    }
+
+    fn egress(&mut self, p: usize, i: usize, budget: usize) -> Egress {
+        let Server {
+            pipes,
+            conns,
+            scratch,
+            ..
+        } = self;
+        let pipe = &mut pipes[p];
+        let r = &mut pipe.receivers[i];
+        let conn = &mut conns[r.token.0];
+        // Receivers have nothing to say; reading notices one that left.
+        if conn.ready.can_read() {
+            if let Io::Eof | Io::Failed(_) = conn.drain_input(scratch, 64 * 1024) {
+                return Egress::Gone;
+            }
+        }
+        if conn.ready.event.contains(Ready::ERROR) {
+            return Egress::Gone;
+        }
+        if conn.out_pending() {
+            match conn.flush_out() {
+                Ok(true) => {}
+                Ok(false) => return Egress::Idle,
+                Err(_) => return Egress::Gone,
+            }
+        }
+        if !r.head_written {
+            return Egress::Idle;
+        }
+        let Some(ring) = pipe.ring.as_ref() else {
+            return Egress::Idle;
+        };
+        let avail = ring.end_offset() - r.cursor;
+        let pending_framing = matches!(&r.framing, OutFraming::Chunked(e) if e.has_pending());
+        if avail == 0 && !pending_framing {
+            return Egress::Idle;
+        }
+        if !conn.ready.event.contains(Ready::WRITABLE) {
+            return Egress::Idle;
+        }
+        let limit = budget.max(1);
+        let res = match &mut r.framing {
+            OutFraming::Raw { .. } => ring.drain_into(&mut conn.sock, r.cursor, limit),
+            OutFraming::Chunked(enc) => {
+                let (a, b) = ring.readable_from(r.cursor);
+                let a = &a[..a.len().min(limit)];
+                let b = &b[..b.len().min(limit - a.len())];
+                enc.write_to(&mut conn.sock, a, b)
+            }
+        };
+        match res {
+            Ok(0) if avail > 0 && matches!(r.framing, OutFraming::Raw { .. }) => Egress::Gone,
+            Ok(n) => {
+                r.cursor += n as u64;
+                Egress::Moved
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                conn.ready.event.remove(Ready::WRITABLE);
+                Egress::Idle
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Egress::Idle,
+            Err(_) => Egress::Gone,
+        }
+    }
+
+    /// Receivers that have every byte get their terminator and are let go.
+    fn finish_drained_receivers(&mut self, p: usize) {
+        let pipe = &mut self.pipes[p];
+        let Some(end) = pipe.ring.as_ref().map(Ring::end_offset) else {
+            return;
+        };
+        if !pipe.heads_written {
+            return;
+        }
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < pipe.receivers.len() {
+            let r = &pipe.receivers[i];
+            let framing_pending = matches!(&r.framing, OutFraming::Chunked(e) if e.has_pending());
+            if r.cursor < end || framing_pending || self.conns[r.token.0].out_pending() {
+                i += 1;
+                continue;
+            }
+            done.push(pipe.receivers.swap_remove(i));
+        }
+        pipe.delivered += done.len();
+        for r in done {
+            let conn = &mut self.conns[r.token.0];
+            if let OutFraming::Chunked(_) = r.framing {
+                conn.out.extend_from_slice(LAST_CHUNK);
+            }
+            // Not a pipe party any more: its ending is its own.
+            conn.state = State::Responding { keep_alive: false };
+            self.finish_conn(r.token);
+        }
+    }
+
+    /// The body is complete and every receiver has it (or left).
+    fn complete(&mut self, p: usize) {
+        let Some(pipe) = self.remove_pipe(p) else {
+            return;
+        };
+        let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        if let Some(ring) = pipe.ring {
+            self.pool.give(ring);
+        }
+        let took = pipe.started_at.map_or(Duration::ZERO, |t| self.now - t);
+        let outcome = if pipe.lost == 0 {
+            "complete"
+        } else {
+            "partial"
+        };
+        if pipe.lost == 0 {
+            self.metrics.transfers_complete += 1;
+        } else {
+            self.metrics.transfers_cut += 1;
+        }
+        info!(
+            "transfer {} {outcome}: {bytes} bytes to {}/{} receiver(s) in {:.3}s",
+            pipe.key,
+            pipe.delivered,
+            pipe.n,
+            took.as_secs_f64()
+        );
+        if let Some(s) = pipe.sender {
+            let line = if pipe.lost == 0 {
+                format!("[INFO] Sent successfully! ({bytes} bytes)")
+            } else {
+                format!(
+                    "[ERROR] Sent {bytes} bytes to {} of {} receiver(s); {} left before the end.",
+                    pipe.delivered, pipe.n, pipe.lost
+                )
+            };
+            self.end_sender(s.token, s.chunked_out(), &line);
+        }
+    }
+
+    fn end_sender(&mut self, token: Token, chunked: bool, line: &str) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        if conn.state == State::Dead {
+            return;
+        }
+        response::stream_line(&mut conn.out, chunked, line);
+        if chunked {
+            conn.out.extend_from_slice(LAST_CHUNK);
+        }
+        conn.state = State::Responding { keep_alive: false };
+        self.finish_conn(token);
+    }
+
+    /// Take a pipe out of the tables; its parties are left to the caller.
+    fn remove_pipe(&mut self, p: usize) -> Option<Pipe> {
+        let pipe = self.pipes.try_remove(p)?;
+        if self.paths.get(&pipe.key) == Some(&p) {
+            self.paths.remove(&pipe.key);
+        }
+        if let Some(h) = pipe.timer {
+            self.timers.cancel(h);
+        }
+        Some(pipe)
+    }
+
+    /// End a streaming pipe early: receivers see a cut, the sender (if
+    /// still there and `tell_sender`) gets an `[ERROR]` line.
+    fn abort(&mut self, p: usize, why: &str, tell_sender: bool) {
+        let Some(pipe) = self.remove_pipe(p) else {
+            return;
+        };
+        let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        if let Some(ring) = pipe.ring {
+            self.pool.give(ring);
+        }
+        self.metrics.transfers_cut += 1;
+        let took = pipe.started_at.map_or(Duration::ZERO, |t| self.now - t);
+        info!(
+            "transfer {} cut: {bytes} bytes in {:.3}s: {why}",
+            pipe.key,
+            took.as_secs_f64()
+        );
+        for r in pipe.receivers {
+            self.cut_receiver(r, why);
+        }
+        if let Some(s) = pipe.sender {
+            if tell_sender {
+                let mut line = String::from("[ERROR] ");
+                let _ = write!(line, "{why}");
+                self.end_sender(s.token, s.chunked_out(), &line);
+            } else {
+                self.kill_detached(s.token, why);
+            }
+        }
+    }
+
+    /// A receiver whose transfer was cut: it must be able to tell.
+    fn cut_receiver(&mut self, r: ReceiverSide, why: &str) {
+        let t = r.token;
+        let Some(conn) = self.conns.get_mut(t.0) else {
+            return;
+        };
+        if conn.state == State::Dead {
+            return;
+        }
+        conn.state = State::Responding { keep_alive: false };
+        if !r.head_written {
+            // Nothing was sent yet: an honest error status is possible.
+            conn.out.clear();
+            conn.out_pos = 0;
+            let msg = format!("The transfer failed before it began: {why}");
+            self.respond_error(t, r.minor, 502, &msg, false);
+            return;
+        }
+        match r.framing {
+            OutFraming::Raw {
+                close_delimited: true,
+            } => {
+                // A close-delimited body cannot show a cut by its end; a
+                // reset can.
+                let _ = socket2::SockRef::from(&conn.sock).set_linger(Some(Duration::ZERO));
+                self.kill(t, "cut (reset)");
+            }
+            _ => {
+                // No terminator is written: the missing final chunk or the
+                // short Content-Length is the signal.
+                let _ = conn.sock.shutdown(std::net::Shutdown::Write);
+                self.kill(t, "cut");
+            }
+        }
+    }
+
+    /// Close a party that was already taken out of its pipe.
+    fn kill_detached(&mut self, token: Token, why: &str) {
+        if let Some(conn) = self.conns.get_mut(token.0) {
+            if conn.state != State::Dead {
+                conn.state = State::Responding { keep_alive: false };
+                self.kill(token, why);
+            }
+        }
+    }
+
+    /// A party's connection is gone (called from `kill`).
+    pub(crate) fn pipe_party_gone(&mut self, p: usize, token: Token) {
+        let Some(pipe) = self.pipes.get_mut(p) else {
+            return;
+        };
+        if pipe.sender.as_ref().is_some_and(|s| s.token == token) {
+            let s = pipe.sender.take();
+            if pipe.streaming {
+                if !pipe.body_done {
+                    let bytes = s.map_or(0, |s| s.body_bytes);
+                    let why = format!(
+                        "The sender left after {bytes} bytes, before the body was complete."
+                    );
+                    self.abort(p, &why, false);
+                }
+                // A sender that leaves after its whole body is fine: the
+                // receivers still get every byte.
+            } else {
+                self.metrics.transfers_abandoned += 1;
+                self.drop_pipe_if_empty(p);
+            }
+            return;
+        }
+        let Some(i) = pipe.receivers.iter().position(|r| r.token == token) else {
+            return;
+        };
+        pipe.receivers.swap_remove(i);
+        if pipe.streaming {
+            pipe.lost += 1;
+            let cursor_note = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+            if pipe.receivers.is_empty() && pipe.delivered == 0 {
+                let why =
+                    format!("All receivers left; the transfer was cut after {cursor_note} bytes.");
+                self.abort(p, &why, true);
+                return;
+            }
+            let others = pipe.receivers.len();
+            if let Some(s) = &pipe.sender {
+                let line = format!(
+                    "[ERROR] A receiver left before the end; the {others} other receiver(s) go on."
+                );
+                let (st, chunked) = (s.token, s.chunked_out());
+                response::stream_line(&mut self.conns[st.0].out, chunked, &line);
+                self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+            }
+            if !pipe.queued {
+                pipe.queued = true;
+                self.queued.push(p);
+            }
+        } else {
+            self.metrics.transfers_abandoned += 1;
+            let have = pipe.receivers.len();
+            let n = pipe.n;
+            if let Some(s) = &pipe.sender {
+                let line = format!("[INFO] A receiver left; {have} of {n} receiver(s) connected.");
+                let (st, chunked) = (s.token, s.chunked_out());
+                response::stream_line(&mut self.conns[st.0].out, chunked, &line);
+                self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+                self.flush_party(st);
+            }
+            self.drop_pipe_if_empty(p);
+        }
+    }
+
+    fn drop_pipe_if_empty(&mut self, p: usize) {
+        if self
+            .pipes
+            .get(p)
+            .is_some_and(|pp| pp.sender.is_none() && pp.receivers.is_empty())
+        {
+            self.remove_pipe(p);
+        }
+    }
+
+    /// A parked party waited longer than the TTL.
+    pub(crate) fn wait_expired(&mut self, token: Token) {
+        let Some(conn) = self.conns.get(token.0) else {
+            return;
+        };
+        let (State::Sender { pipe: p } | State::Receiver { pipe: p }) = conn.state else {
+            return;
+        };
+        let secs = self.config.ttl.as_secs();
+        self.metrics.transfers_timeout += 1;
+        let n = self.pipes.get(p).map_or(1, |pp| pp.n);
+        match self.detach_parked(p, token) {
+            Some((Role::Sender, minor)) => {
+                let line =
+                    format!("[ERROR] Timed out: {n} receiver(s) did not arrive within {secs} s.");
+                self.end_sender(token, minor >= 1, &line);
+            }
+            Some((Role::Receiver, minor)) => {
+                let msg = format!("Timed out: no sender arrived within {secs} s.");
+                self.respond_error(token, minor, 408, &msg, false);
+            }
+            None => self.kill(token, "timer"),
+        }
+    }
+
+    /// Take a parked party out of its pipe and say which role it had; the
+    /// connection itself stays open for the answer that follows.
+    fn detach_parked(&mut self, p: usize, token: Token) -> Option<(Role, u8)> {
+        let pipe = self.pipes.get_mut(p)?;
+        let found = if pipe.sender.as_ref().is_some_and(|s| s.token == token) {
+            pipe.sender.take().map(|s| (Role::Sender, s.minor))
+        } else if let Some(i) = pipe.receivers.iter().position(|r| r.token == token) {
+            let r = pipe.receivers.swap_remove(i);
+            Some((Role::Receiver, r.minor))
+        } else {
+            None
+        };
+        self.conns[token.0].state = State::Responding { keep_alive: false };
+        self.drop_pipe_if_empty(p);
+        found
+    }
+
+    /// Server shutdown reaches a parked party.
+    pub(crate) fn pipe_party_shutdown(&mut self, token: Token) {
+        let Some(conn) = self.conns.get(token.0) else {
+            return;
+        };
+        let (State::Sender { pipe: p } | State::Receiver { pipe: p }) = conn.state else {
+            return;
+        };
+        match self.detach_parked(p, token) {
+            Some((Role::Sender, minor)) => {
+                self.end_sender(token, minor >= 1, "[ERROR] The relay is shutting down.")
+            }
+            Some((Role::Receiver, minor)) => {
+                self.respond_error(token, minor, 503, "The relay is shutting down.", false)
+            }
+            None => self.kill(token, "shutdown"),
+        }
+    }
+
+    /// A streaming pipe's stall check.
+    pub(crate) fn pipe_timer(&mut self, p: usize, handle: crate::timer::Handle) {
+        let ttl = self.config.ttl;
+        let now = self.now;
+        let Some(pipe) = self.pipes.get_mut(p) else {
+            return;
+        };
+        if pipe.timer != Some(handle) {
+            return;
+        }
+        pipe.timer = None;
+        let due = pipe.last_progress + ttl;
+        if now >= due {
+            let why = format!(
+                "No byte moved for {} s; the transfer was cut.",
+                ttl.as_secs()
+            );
+            self.abort(p, &why, true);
+        } else {
+            pipe.timer = Some(self.timers.insert_at(due, Timer::Pipe(p)));
+        }
+    }
+
+    fn update_interest(&mut self, p: usize) {
+        let Some(pipe) = self.pipes.get(p) else {
+            return;
+        };
+        let end = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        if let Some(s) = &pipe.sender {
+            let reserve = if s.multipart.is_some() {
+                MultipartScanner::MAX_HELD
+            } else {
+                0
+            };
+            let want_read = pipe.streaming
+                && !pipe.body_done
+                && pipe.ring.as_ref().is_some_and(|r| r.free() > reserve);
+            let conn = &mut self.conns[s.token.0];
+            let mut interest = Ready::EMPTY;
+            if want_read {
+                interest.insert(Ready::READABLE);
+            }
+            if conn.out_pending() {
+                interest.insert(Ready::WRITABLE);
+            }
+            conn.ready.interest = interest;
+        }
+        for r in &pipe.receivers {
+            let conn = &mut self.conns[r.token.0];
+            let mut interest = Ready::READABLE;
+            let pending = matches!(&r.framing, OutFraming::Chunked(e) if e.has_pending());
+            if conn.out_pending() || (r.head_written && (r.cursor < end || pending)) {
+                interest.insert(Ready::WRITABLE);
+            }
+            conn.ready.interest = interest;
+        }
+    }
+}
+
+/// Decode `bytes` of the sender's body into the ring. Returns payload bytes
+/// stored and whether the body ended. Bytes after the body's end are dropped.
+fn feed(
+    s: &mut SenderSide,
+    ring: &mut Ring,
+    bytes: &[u8],
+    limit: u64,
+) -> Result<(usize, bool), String> {
+    let before = ring.end_offset();
+    let mut done = false;
+    let mut body = 0usize;
+    let mut emit = |data: &[u8], s: &mut SenderSide| -> Result<(), String> {
+        body += data.len();
+        match s.multipart.as_mut() {
+            Some(mp) => {
+                if !s.multipart_done {
+                    s.multipart_done = mp
+                        .feed(data, &mut |d| {
+                            ring.push(d);
+                        })
+                        .map_err(|e| format!("Bad multipart body: {e}"))?;
+                }
+                Ok(())
+            }
+            None => {
+                ring.push(data);
+                Ok(())
+            }
+        }
+    };
+    match &mut s.decoder {
+        BodyDecoder::Length { remaining } => {
+            let take = (*remaining).min(bytes.len() as u64) as usize;
+            *remaining -= take as u64;
+            done = *remaining == 0;
+            let data = &bytes[..take];
+            let mut tmp = std::mem::replace(&mut s.decoder, BodyDecoder::UntilClose);
+            let r = emit(data, s);
+            std::mem::swap(&mut s.decoder, &mut tmp);
+            r?;
+        }
+        BodyDecoder::UntilClose => emit(bytes, s)?,
+        BodyDecoder::Chunked(_) => {
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let BodyDecoder::Chunked(dec) = &mut s.decoder else {
+                    break;
+                };
+                let d = dec
+                    .decode(&bytes[pos..])
+                    .map_err(|e| format!("Bad chunked body: {e}"))?;
+                let data = &bytes[pos..][d.data.clone()];
+                pos += d.consumed;
+                emit(data, s)?;
+                if d.done {
+                    done = true;
+                    break;
+                }
+                if d.consumed == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    s.body_bytes += body as u64;
+    if limit > 0 && s.body_bytes > limit {
+        return Err(format!(
+            "The upload passed the limit of {limit} bytes; the transfer was cut."
+        ));
+    }
+    Ok(((ring.end_offset() - before) as usize, done))
+}
+
+fn finish_body(s: &mut SenderSide) -> Ingress {
+    if let Some(mp) = &s.multipart {
+        if let Err(e) = mp.finish() {
+            return Ingress::Cut(format!("Bad multipart body: {e}"));
+        }
+    }
+    Ingress::Done
+}

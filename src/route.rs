@@ -1,0 +1,191 @@
+//! Routing a parsed request: reserved paths, preflight, pipes.
+//!
+//! Reserved paths are answered from memory with keep-alive; everything
+//! else on `GET`, `PUT` or `POST` is a pipe path. A short request that came
+//! with a body is answered and the connection closed, so the body is never
+//! mistaken for the next request.
+
+use mio::Token;
+
+use crate::conn::State;
+use crate::http::request::Method;
+use crate::http::{response, Head};
+use crate::metrics::{self, Gauges};
+use crate::pipe::Role;
+use crate::server::Server;
+
+/// Path prefixes that belong to other families and are never pipes.
+/// A prefix covers the path itself and everything below it (`/signal`,
+/// `/signal/abc`), not its look-alikes (`/signals`).
+pub const RESERVED_PREFIXES: &[&str] = &["/s", "/reserve", "/signal", "/events", "/sockjs"];
+
+/// Exact paths answered by the relay itself.
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/help",
+    "/version",
+    "/healthz",
+    "/metrics",
+    "/robots.txt",
+    "/favicon.ico",
+    "/noscript",
+];
+
+/// Whether `path` can never be a pipe.
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED_PATHS.contains(&path)
+        || RESERVED_PREFIXES.iter().any(|p| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
+
+impl Server {
+    /// Route one parsed request.
+    pub(crate) fn on_request(&mut self, token: Token, head: Head, early: Vec<u8>) {
+        let minor = head.minor;
+        // A body we do not consume must not be read as the next request.
+        let keep = head.keep_alive && !head.has_body() && !self.stopping();
+        match head.method {
+            Method::Other => {
+                return self.respond_error(
+                    token,
+                    minor,
+                    405,
+                    "Method not allowed: use GET to receive, PUT or POST to send.",
+                    keep,
+                )
+            }
+            Method::Options => return self.preflight(token, &head, keep),
+            _ => {}
+        }
+        if !is_reserved(&head.path) {
+            return match head.method {
+                Method::Get if head.service_worker => self.respond_error(
+                    token,
+                    minor,
+                    400,
+                    "Service-Worker requests are refused: a relay path cannot be a service worker.",
+                    keep,
+                ),
+                Method::Get => self.pipe_request(token, head, early, Role::Receiver),
+                Method::Put | Method::Post => self.pipe_request(token, head, early, Role::Sender),
+                _ => self.respond_error(
+                    token,
+                    minor,
+                    405,
+                    "Method not allowed on a pipe path: GET receives, PUT or POST sends.",
+                    keep,
+                ),
+            };
+        }
+        let get = matches!(head.method, Method::Get | Method::Head);
+        let head_only = head.method == Method::Head;
+        if !get {
+            let msg = format!("{} only answers GET and HEAD.", head.path);
+            return self.respond_error(token, minor, 405, &msg, keep);
+        }
+        let text = "text/plain; charset=utf-8";
+        let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path.as_str() {
+            "/" | "/help" => (200, text, crate::pages::help(&head).into_bytes()),
+            "/version" => (
+                200,
+                text,
+                format!("weir {}\n", env!("CARGO_PKG_VERSION")).into_bytes(),
+            ),
+            "/healthz" => (200, text, b"ok\n".to_vec()),
+            "/robots.txt" => (200, text, b"User-agent: *\nDisallow: /\n".to_vec()),
+            "/favicon.ico" => (204, text, Vec::new()),
+            "/noscript" => (
+                200,
+                "text/html; charset=utf-8",
+                crate::pages::noscript(&head).into_bytes(),
+            ),
+            "/metrics" => (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(&self.metrics, &self.gauges(token)).into_bytes(),
+            ),
+            _ => {
+                let msg = format!("{} is reserved and not available on this relay.", head.path);
+                return self.respond_error(token, minor, 404, &msg, keep);
+            }
+        };
+        let mut out = Vec::with_capacity(body.len() + 256);
+        if status == 204 {
+            response::status_line(&mut out, minor, 204);
+            response::connection_header(&mut out, minor, keep);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            response::text(
+                &mut out,
+                minor,
+                status,
+                ctype,
+                "Cache-Control: no-store\r\n",
+                &body,
+                keep,
+                head_only,
+            );
+        }
+        self.respond(token, out, keep);
+    }
+
+    fn preflight(&mut self, token: Token, head: &Head, keep: bool) {
+        let mut out = Vec::with_capacity(512);
+        response::status_line(&mut out, head.minor, 204);
+        out.extend_from_slice(b"Access-Control-Allow-Methods: GET, HEAD, POST, PUT, OPTIONS\r\n");
+        out.extend_from_slice(b"Access-Control-Allow-Headers: ");
+        match &head.ac_request_headers {
+            Some(h) if !h.is_empty() => out.extend_from_slice(h),
+            _ => out.extend_from_slice(b"Content-Type, Content-Disposition, X-Piping"),
+        }
+        out.extend_from_slice(b"\r\nAccess-Control-Max-Age: 86400\r\n");
+        out.extend_from_slice(response::EXPOSE_HEADERS.as_bytes());
+        response::connection_header(&mut out, head.minor, keep);
+        out.extend_from_slice(b"\r\n");
+        self.respond(token, out, keep);
+    }
+
+    /// Gauges counted from the live tables; `asking` is left out.
+    pub(crate) fn gauges(&self, asking: Token) -> Gauges {
+        let connections = self
+            .conns
+            .iter()
+            .filter(|(k, c)| *k != asking.0 && c.state != State::Dead)
+            .count();
+        let streaming = self.pipes.iter().filter(|(_, p)| p.streaming).count();
+        Gauges {
+            connections,
+            pipes_waiting: self.pipes.len() - streaming,
+            pipes_streaming: streaming,
+            rings_in_use: self.pool.in_use(),
+            ring_bytes: self.pool.ring_capacity(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_paths_and_prefixes() {
+        for p in [
+            "/",
+            "/help",
+            "/metrics",
+            "/s/abc",
+            "/signal",
+            "/signal/x",
+            "/events/t",
+            "/sockjs/echo/info",
+            "/reserve",
+        ] {
+            assert!(is_reserved(p), "{p}");
+        }
+        for p in ["/x", "/helpme", "/signals", "/eventsx", "/a/s/b", "/ss"] {
+            assert!(!is_reserved(p), "{p}");
+        }
+    }
+}
