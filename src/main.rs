@@ -67,70 +67,100 @@ const FLAGS: &[Flag] = &[
         value: "SECS",
         help: "how long a sender or receiver may wait for its peer",
         default: |c| show_secs(c.ttl),
-        set: |c, v| Ok(c.ttl = secs(v)?),
+        set: |c, v| {
+            c.ttl = secs(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-upload-bytes",
         value: "N",
         help: "per-transfer byte limit (0 = none)",
         default: |c| c.max_upload_bytes.to_string(),
-        set: |c, v| Ok(c.max_upload_bytes = num(v)?),
+        set: |c, v| {
+            c.max_upload_bytes = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "buffer-size",
         value: "N",
         help: "ring buffer per streaming pipe, bytes (rounded up to a power of two)",
         default: |c| c.buffer_size.to_string(),
-        set: |c, v| Ok(c.buffer_size = num(v)?),
+        set: |c, v| {
+            c.buffer_size = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-streaming-pipes",
         value: "N",
         help: "pipes streaming at once (each holds one ring); past it 503",
         default: |c| c.max_streaming_pipes.to_string(),
-        set: |c, v| Ok(c.max_streaming_pipes = num(v)?),
+        set: |c, v| {
+            c.max_streaming_pipes = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-connections",
         value: "N",
         help: "accepted connections at once; accepting resumes below 90%",
         default: |c| c.max_connections.to_string(),
-        set: |c, v| Ok(c.max_connections = num(v)?),
+        set: |c, v| {
+            c.max_connections = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-receivers",
         value: "N",
         help: "largest ?n=",
         default: |c| c.max_receivers.to_string(),
-        set: |c, v| Ok(c.max_receivers = num(v)?),
+        set: |c, v| {
+            c.max_receivers = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "head-timeout",
         value: "SECS",
         help: "time allowed to send a request head (and to idle between requests)",
         default: |c| show_secs(c.head_timeout),
-        set: |c, v| Ok(c.head_timeout = secs(v)?),
+        set: |c, v| {
+            c.head_timeout = secs(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-head-bytes",
         value: "N",
         help: "largest request head; past it 431",
         default: |c| c.max_head_bytes.to_string(),
-        set: |c, v| Ok(c.max_head_bytes = num(v)?),
+        set: |c, v| {
+            c.max_head_bytes = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "max-target-bytes",
         value: "N",
         help: "largest request target; past it 414",
         default: |c| c.max_target_bytes.to_string(),
-        set: |c, v| Ok(c.max_target_bytes = num(v)?),
+        set: |c, v| {
+            c.max_target_bytes = num(v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "shutdown-grace",
         value: "SECS",
         help: "on SIGINT/SIGTERM, how long running transfers may go on",
         default: |c| show_secs(c.shutdown_grace),
-        set: |c, v| Ok(c.shutdown_grace = secs(v)?),
+        set: |c, v| {
+            c.shutdown_grace = secs(v)?;
+            Ok(())
+        },
     },
 ];
 

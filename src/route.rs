@@ -117,16 +117,16 @@ impl Server {
             response::connection_header(&mut out, minor, keep);
             out.extend_from_slice(b"\r\n");
         } else {
-            response::text(
-                &mut out,
+            response::Short {
                 minor,
                 status,
-                ctype,
-                "Cache-Control: no-store\r\n",
-                &body,
-                keep,
+                content_type: ctype,
+                extra: "Cache-Control: no-store\r\n",
+                body: &body,
+                keep_alive: keep,
                 head_only,
-            );
+            }
+            .write(&mut out);
         }
         self.respond(token, out, keep);
     }

@@ -259,10 +259,10 @@ impl Server {
             };
             match c.state {
                 State::ReadingHead if c.inbuf.is_empty() => self.kill(t, "shutdown"),
-                State::Sender { pipe } | State::Receiver { pipe } => {
-                    if !self.pipes.get(pipe).is_some_and(|p| p.streaming) {
-                        self.pipe_party_shutdown(t);
-                    }
+                State::Sender { pipe } | State::Receiver { pipe }
+                    if !self.pipes.get(pipe).is_some_and(|p| p.streaming) =>
+                {
+                    self.pipe_party_shutdown(t);
                 }
                 _ => {}
             }

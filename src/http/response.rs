@@ -61,30 +61,40 @@ pub fn status_line(out: &mut Vec<u8>, minor: u8, status: u16) {
 }
 
 /// A complete short response with a text body.
-///
-/// `head_only` leaves the body out (for `HEAD`), keeping its length.
-pub fn text(
-    out: &mut Vec<u8>,
-    minor: u8,
-    status: u16,
-    content_type: &str,
-    extra_headers: &str,
-    body: &[u8],
-    keep_alive: bool,
-    head_only: bool,
-) {
-    status_line(out, minor, status);
-    let _ = write!(
-        out,
-        "Content-Type: {}\r\nContent-Length: {}\r\n{}",
-        content_type,
-        body.len(),
-        extra_headers
-    );
-    connection_header(out, minor, keep_alive);
-    out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(body);
+#[derive(Clone, Copy, Debug)]
+pub struct Short<'a> {
+    /// Minor HTTP version of the request.
+    pub minor: u8,
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` value.
+    pub content_type: &'a str,
+    /// Extra header lines, each ending in `\r\n`.
+    pub extra: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+    /// Whether the connection stays open afterwards.
+    pub keep_alive: bool,
+    /// Leave the body out (for `HEAD`), keeping its length.
+    pub head_only: bool,
+}
+
+impl Short<'_> {
+    /// Append the response to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        status_line(out, self.minor, self.status);
+        let _ = write!(
+            out,
+            "Content-Type: {}\r\nContent-Length: {}\r\n{}",
+            self.content_type,
+            self.body.len(),
+            self.extra
+        );
+        connection_header(out, self.minor, self.keep_alive);
+        out.extend_from_slice(b"\r\n");
+        if !self.head_only {
+            out.extend_from_slice(self.body);
+        }
     }
 }
 
@@ -98,16 +108,16 @@ pub fn error(
     keep_alive: bool,
 ) {
     let body = format!("[ERROR] {message}\n");
-    text(
-        out,
+    Short {
         minor,
         status,
-        "text/plain; charset=utf-8",
+        content_type: "text/plain; charset=utf-8",
         extra,
-        body.as_bytes(),
+        body: body.as_bytes(),
         keep_alive,
-        false,
-    );
+        head_only: false,
+    }
+    .write(out);
 }
 
 /// `Connection:` as needed: HTTP/1.1 closes say so, HTTP/1.0 keep-alives
@@ -154,7 +164,16 @@ mod tests {
     #[test]
     fn head_only_keeps_length() {
         let mut out = Vec::new();
-        text(&mut out, 0, 200, "text/plain", "", b"hello", true, true);
+        Short {
+            minor: 0,
+            status: 200,
+            content_type: "text/plain",
+            extra: "",
+            body: b"hello",
+            keep_alive: true,
+            head_only: true,
+        }
+        .write(&mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.0 200 OK\r\n"));
         assert!(s.contains("Content-Length: 5\r\n"));
