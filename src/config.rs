@@ -39,6 +39,15 @@ pub struct Config {
     pub linger: Duration,
     /// On SIGINT/SIGTERM, how long running transfers may go on (default 30 s).
     pub shutdown_grace: Duration,
+    /// Characters in a server-assigned ID (default 12 = 72 random bits).
+    pub id_length: usize,
+    /// Enable `GET /reserve` and `POST /reserve/<id>` (default off).
+    pub reservations: bool,
+    /// When set, `GET /reserve` needs a `Referer` or `Origin` matching it.
+    pub required_referer: Option<String>,
+    /// Build download URLs from `X-Forwarded-Proto`/`X-Forwarded-Host`
+    /// (only behind a proxy that sets them; default off).
+    pub trust_proxy: bool,
 }
 
 impl Default for Config {
@@ -56,6 +65,10 @@ impl Default for Config {
             max_target_bytes: 4 * 1024,
             linger: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            id_length: 12,
+            reservations: false,
+            required_referer: None,
+            trust_proxy: false,
         }
     }
 }
@@ -96,6 +109,14 @@ impl Config {
         }
         if self.max_target_bytes < 16 || self.max_target_bytes > self.max_head_bytes {
             return err("--max-target-bytes must be between 16 and --max-head-bytes");
+        }
+        if self.id_length < 8 || self.id_length > 64 {
+            return err("--id-length must be between 8 and 64");
+        }
+        if let Some(r) = &self.required_referer {
+            if !(r.starts_with("http://") || r.starts_with("https://")) {
+                return err("--required-referer must be an http:// or https:// URL");
+            }
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
             return err("--ttl and --head-timeout must be positive");

@@ -79,6 +79,10 @@ pub struct Conn {
     pub out_pos: usize,
     /// The peer shut down its sending side.
     pub read_eof: bool,
+    /// After its last response, drain the client before closing (it may
+    /// still be sending bytes we will not read). Off for connections whose
+    /// input is known to be complete, which can close at once.
+    pub linger: bool,
 }
 
 impl Conn {
@@ -97,6 +101,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             read_eof: false,
+            linger: true,
         }
     }
 

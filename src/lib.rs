@@ -29,8 +29,11 @@
 
 pub mod config;
 pub mod conn;
+mod ephemeral;
+pub mod hooks;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod metrics;
 pub mod pages;
 mod pipe;
@@ -41,4 +44,6 @@ pub mod server;
 pub mod timer;
 
 pub use config::Config;
+pub use ephemeral::referer_matches;
+pub use hooks::{DefaultHooks, Hooks};
 pub use server::{Server, StopHandle};

@@ -162,7 +162,57 @@ const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "id-length",
+        value: "N",
+        help: "characters in a server-assigned ID (6 random bits each)",
+        default: |c| c.id_length.to_string(),
+        set: |c, v| {
+            c.id_length = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "reservations",
+        value: "",
+        help: "enable GET /reserve and POST /reserve/<id>",
+        default: |c| if c.reservations { "on" } else { "off" }.to_string(),
+        set: |c, v| {
+            c.reservations = switch(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "required-referer",
+        value: "URL",
+        help: "GET /reserve only with a Referer or Origin matching URL",
+        default: |c| c.required_referer.clone().unwrap_or_else(|| "none".into()),
+        set: |c, v| {
+            c.required_referer = Some(v.trim_end_matches('/').to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "trust-proxy",
+        value: "",
+        help: "build URLs from X-Forwarded-Proto/X-Forwarded-Host",
+        default: |c| if c.trust_proxy { "on" } else { "off" }.to_string(),
+        set: |c, v| {
+            c.trust_proxy = switch(v)?;
+            Ok(())
+        },
+    },
 ];
+
+/// A switch is on when given on the command line (empty value) or set to
+/// a true-ish value in the environment.
+fn switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{v}' is not on/off")),
+    }
+}
 
 fn usage() -> String {
     let mut s = format!(
@@ -341,5 +391,19 @@ mod tests {
         assert!(run(&["--buffer-size", "1"], &[]).is_err());
         assert!(usage().contains("--max-upload-bytes N"));
         assert!(usage().contains("[default: 1073741824]"));
+        let c = run(
+            &["--reservations", "--required-referer", "https://a.example/"],
+            &[],
+        )
+        .unwrap();
+        assert!(c.reservations);
+        assert_eq!(c.required_referer.as_deref(), Some("https://a.example"));
+        let c = run(
+            &[],
+            &[("WEIR_RESERVATIONS", "1"), ("WEIR_TRUST_PROXY", "off")],
+        )
+        .unwrap();
+        assert!(c.reservations);
+        assert!(!c.trust_proxy);
     }
 }

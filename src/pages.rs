@@ -2,15 +2,39 @@
 
 use crate::http::Head;
 
-/// The base URL clients used to reach us, from `Host`.
-pub fn base_url(head: &Head) -> String {
-    let host = head.host.as_deref().unwrap_or("localhost:8080");
-    format!("http://{host}")
+/// The base URL clients used to reach us: from `Host`, or with
+/// `trust_proxy` from `X-Forwarded-Proto` and `X-Forwarded-Host`. A host
+/// with characters that do not belong in one is replaced, so a client
+/// cannot make the relay print arbitrary text as a URL.
+pub fn base_url(head: &Head, trust_proxy: bool) -> String {
+    let mut scheme = "http";
+    let mut host = head.host.as_deref();
+    if trust_proxy {
+        if let Some(p) = head.forwarded_proto.as_deref() {
+            match p.split(',').next().unwrap_or("").trim() {
+                "https" => scheme = "https",
+                "http" => scheme = "http",
+                _ => {}
+            }
+        }
+        if let Some(h) = head.forwarded_host.as_deref() {
+            host = Some(h.split(',').next().unwrap_or("").trim());
+        }
+    }
+    let host = host
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
 }
 
 /// `/` and `/help`: how to use the relay, with this host's URLs.
 pub fn help(head: &Head) -> String {
-    let url = base_url(head);
+    let url = base_url(head, false);
     format!(
         "weir {version}: an ephemeral relay. Bytes stream from a sender to its receivers and are never stored.
 
@@ -57,7 +81,7 @@ pub fn noscript(head: &Head) -> String {
 <p>The receiver opens the same path, e.g. <code>curl {url}/{shown}</code>.</p>
 </body></html>
 ",
-        url = base_url(head),
+        url = base_url(head, false),
         shown = if path.is_empty() { "mypath" } else { path },
         form = if path.is_empty() {
             String::from("<p>Choose a path first.</p>")

@@ -35,6 +35,7 @@ use crate::http::Head;
 use crate::readiness::Ready;
 use crate::ring::Ring;
 use crate::server::{Server, Timer};
+use crate::{hooks, pages};
 
 /// Bytes a pump may move before it yields to the rest of the loop (R8).
 const PUMP_BUDGET: usize = 1 << 20;
@@ -105,6 +106,22 @@ pub(crate) struct Pipe {
     pub queued: bool,
     pub delivered: usize,
     pub lost: usize,
+    /// Set for server-assigned IDs (`POST /`, `GET /reserve`).
+    pub ephemeral: Option<Ephemeral>,
+    /// Bytes relayed when the progress hook last ran.
+    pub progress_mark: u64,
+}
+
+/// What an ephemeral socket adds to a pipe.
+#[derive(Debug)]
+pub(crate) struct Ephemeral {
+    pub id: String,
+    /// The end of waiting, fixed when the ID was made; never reset.
+    pub deadline: Instant,
+    /// Made by `GET /reserve` (kept while nobody is attached).
+    pub reservation: bool,
+    /// The reservation's upload has arrived; the ID cannot be uploaded to again.
+    pub claimed: bool,
 }
 
 #[derive(Debug)]
@@ -147,37 +164,13 @@ impl Server {
                 }
             },
         };
-        let mut multipart = None;
-        if role == Role::Sender {
-            if let BodyFraming::Length(len) = head.framing {
-                let max = self.config.max_upload_bytes;
-                if max > 0 && len > max {
-                    let msg = format!("The upload is larger than the limit of {max} bytes.");
-                    return self.reject(token, minor, 413, &msg);
-                }
-            }
-            let ct = head.content_type.as_deref().unwrap_or(b"");
-            let ct = String::from_utf8_lossy(ct);
-            if ct
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-            {
-                match multipart::boundary_from_content_type(&ct) {
-                    Some(b) => multipart = Some(Box::new(MultipartScanner::new(&b))),
-                    None => {
-                        return self.reject(
-                            token,
-                            minor,
-                            400,
-                            "multipart/form-data needs a valid boundary parameter.",
-                        )
-                    }
-                }
-            }
-        }
-
-        // Pair with an existing pipe, or make one.
+        let multipart = match role {
+            Role::Sender => match self.sender_checks(&head) {
+                Ok(m) => m,
+                Err((status, msg)) => return self.reject(token, minor, status, &msg),
+            },
+            Role::Receiver => None,
+        };
         let existing = self.paths.get(&key).copied();
         if let Some(p) = existing {
             let pipe = &self.pipes[p];
@@ -201,58 +194,116 @@ impl Server {
                 return self.reject(token, minor, 409, &msg);
             }
         }
-        let completes = match existing {
-            Some(p) => {
-                let pipe = &self.pipes[p];
-                match role {
-                    Role::Sender => pipe.receivers.len() == n,
-                    Role::Receiver => pipe.sender.is_some() && pipe.receivers.len() + 1 == n,
-                }
+        let p = match existing {
+            Some(p) => p,
+            None => self.new_pipe(key, n, None),
+        };
+        self.join(p, token, head, early, role, multipart);
+    }
+
+    /// Checks on a sender's head before it is parked: the declared length
+    /// against the limit, and a multipart body's boundary.
+    pub(crate) fn sender_checks(
+        &mut self,
+        head: &Head,
+    ) -> Result<Option<Box<MultipartScanner>>, (u16, String)> {
+        if let BodyFraming::Length(len) = head.framing {
+            let max = self.config.max_upload_bytes;
+            if max > 0 && len > max {
+                let msg = self
+                    .hooks
+                    .too_large(max)
+                    .unwrap_or_else(|| hooks::text::too_large(max));
+                return Err((413, msg));
             }
-            None => false,
+        }
+        let ct = head.content_type.as_deref().unwrap_or(b"");
+        let ct = String::from_utf8_lossy(ct);
+        if !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+        {
+            return Ok(None);
+        }
+        match multipart::boundary_from_content_type(&ct) {
+            Some(b) => Ok(Some(Box::new(MultipartScanner::new(&b)))),
+            None => Err((
+                400,
+                "multipart/form-data needs a valid boundary parameter.".to_string(),
+            )),
+        }
+    }
+
+    /// A new, empty pipe registered under `key`.
+    pub(crate) fn new_pipe(
+        &mut self,
+        key: String,
+        n: usize,
+        ephemeral: Option<Ephemeral>,
+    ) -> usize {
+        let p = self.pipes.insert(Pipe {
+            key: key.clone(),
+            n,
+            sender: None,
+            receivers: Vec::with_capacity(n.min(4)),
+            streaming: false,
+            ring: None,
+            body_done: false,
+            heads_written: false,
+            started_at: None,
+            last_progress: self.now,
+            timer: None,
+            queued: false,
+            delivered: 0,
+            lost: 0,
+            ephemeral,
+            progress_mark: 0,
+        });
+        self.paths.insert(key, p);
+        if let Some(deadline) = self.pipes[p].ephemeral.as_ref().map(|e| e.deadline) {
+            self.pipes[p].timer = Some(self.timers.insert_at(deadline, Timer::Pipe(p)));
+        }
+        p
+    }
+
+    /// Add a validated party to pipe `p`; start the pipe if it is complete.
+    pub(crate) fn join(
+        &mut self,
+        p: usize,
+        token: Token,
+        head: Head,
+        early: Vec<u8>,
+        role: Role,
+        multipart: Option<Box<MultipartScanner>>,
+    ) {
+        let minor = head.minor;
+        let pipe = &self.pipes[p];
+        let n = pipe.n;
+        let completes = match role {
+            Role::Sender => pipe.receivers.len() == n,
+            Role::Receiver => pipe.sender.is_some() && pipe.receivers.len() + 1 == n,
         };
         let ring = if completes {
             match self.pool.take() {
                 Some(r) => Some(r),
                 None => {
+                    self.drop_pipe_if_empty(p);
                     return self.reject(
                         token,
                         minor,
                         503,
                         "The relay is at its limit of running transfers; try again soon.",
-                    )
+                    );
                 }
             }
         } else {
             None
         };
-        let p = match existing {
-            Some(p) => p,
-            None => {
-                let p = self.pipes.insert(Pipe {
-                    key: key.clone(),
-                    n,
-                    sender: None,
-                    receivers: Vec::with_capacity(n.min(4)),
-                    streaming: false,
-                    ring: None,
-                    body_done: false,
-                    heads_written: false,
-                    started_at: None,
-                    last_progress: self.now,
-                    timer: None,
-                    queued: false,
-                    delivered: 0,
-                    lost: 0,
-                });
-                self.paths.insert(key.clone(), p);
-                p
-            }
-        };
-
-        let conn = &mut self.conns[token.0];
+        let ephemeral_id = self.pipes[p].ephemeral.as_ref().map(|e| e.id.clone());
         match role {
             Role::Sender => {
+                let conn = &mut self.conns[token.0];
                 conn.state = State::Sender { pipe: p };
                 let decoder = match head.framing {
                     BodyFraming::None => BodyDecoder::Length { remaining: 0 },
@@ -275,19 +326,27 @@ impl Server {
                 conn.out.extend_from_slice(b"Connection: close\r\n\r\n");
                 let have = self.pipes[p].receivers.len();
                 let chunked = minor >= 1;
-                if have < n {
-                    response::stream_line(
-                        &mut conn.out,
-                        chunked,
-                        &format!("[INFO] Waiting for {n} receiver(s)..."),
-                    );
-                }
-                if have > 0 {
-                    response::stream_line(
-                        &mut conn.out,
-                        chunked,
-                        &format!("[INFO] {have} receiver(s) connected."),
-                    );
+                match &ephemeral_id {
+                    Some(id) => {
+                        let url =
+                            format!("{}/s/{id}", pages::base_url(&head, self.config.trust_proxy));
+                        let text = self
+                            .hooks
+                            .opened(id, &url)
+                            .unwrap_or_else(|| hooks::text::opened(id, &url));
+                        response::stream_text(&mut self.conns[token.0].out, chunked, &text);
+                    }
+                    None => {
+                        let out = &mut self.conns[token.0].out;
+                        if have < n {
+                            let line = format!("[INFO] Waiting for {n} receiver(s)...");
+                            response::stream_line(out, chunked, &line);
+                        }
+                        if have > 0 {
+                            let line = format!("[INFO] {have} receiver(s) connected.");
+                            response::stream_line(out, chunked, &line);
+                        }
+                    }
                 }
                 self.pipes[p].sender = Some(SenderSide {
                     token,
@@ -302,10 +361,10 @@ impl Server {
                     early,
                     body_bytes: 0,
                 });
-                debug!("[{}] sender on {key} (n={n})", token.0);
+                debug!("[{}] sender on {} (n={n})", token.0, self.pipes[p].key);
             }
             Role::Receiver => {
-                conn.state = State::Receiver { pipe: p };
+                self.conns[token.0].state = State::Receiver { pipe: p };
                 let pipe = &mut self.pipes[p];
                 pipe.receivers.push(ReceiverSide {
                     token,
@@ -318,30 +377,39 @@ impl Server {
                 });
                 let have = pipe.receivers.len();
                 if let Some(s) = &pipe.sender {
-                    let line = format!("[INFO] {have} receiver(s) connected.");
-                    let chunked = s.chunked_out();
-                    let st = s.token;
-                    response::stream_line(&mut self.conns[st.0].out, chunked, &line);
+                    let (st, chunked) = (s.token, s.chunked_out());
+                    let text = match &ephemeral_id {
+                        Some(id) => self
+                            .hooks
+                            .connected(id)
+                            .unwrap_or_else(hooks::text::connected),
+                        None => format!("[INFO] {have} receiver(s) connected.\n"),
+                    };
+                    response::stream_text(&mut self.conns[st.0].out, chunked, &text);
                     self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
                     self.flush_party(st);
                 }
-                debug!("[{}] receiver {have}/{n} on {key}", token.0);
+                debug!("[{}] receiver {have}/{n} on {}", token.0, self.pipes[p].key);
             }
         }
         if let Some(ring) = ring {
             self.start(p, ring);
-        } else {
-            let conn = &mut self.conns[token.0];
-            conn.ready.interest = match role {
-                Role::Sender => Ready::WRITABLE,
-                Role::Receiver => Ready::READABLE,
-            };
+            return;
+        }
+        let conn = &mut self.conns[token.0];
+        conn.ready.interest = match role {
+            Role::Sender => Ready::WRITABLE,
+            Role::Receiver => Ready::READABLE,
+        };
+        // Ephemeral sockets wait under their pipe's fixed deadline; a named
+        // pipe's parties each wait under their own TTL.
+        if self.pipes[p].ephemeral.is_none() {
             conn.timer = Some(
                 self.timers
                     .insert(self.now, self.config.ttl, Timer::Conn(token)),
             );
-            self.flush_party(token);
         }
+        self.flush_party(token);
     }
 
     fn reject(&mut self, token: Token, minor: u8, status: u16, msg: &str) {
@@ -377,13 +445,18 @@ impl Server {
         pipe.ring = Some(ring);
         pipe.started_at = Some(now);
         pipe.last_progress = now;
+        if let Some(h) = pipe.timer.take() {
+            self.timers.cancel(h);
+        }
         pipe.timer = Some(self.timers.insert(now, ttl, Timer::Pipe(p)));
         let mut tokens: Vec<Token> = pipe.receivers.iter().map(|r| r.token).collect();
         if let Some(s) = &pipe.sender {
             tokens.push(s.token);
-            let line = format!("[INFO] Start sending to {} receiver(s)!", pipe.n);
-            let chunked = s.chunked_out();
-            response::stream_line(&mut self.conns[s.token.0].out, chunked, &line);
+            if pipe.ephemeral.is_none() {
+                let line = format!("[INFO] Start sending to {} receiver(s)!", pipe.n);
+                let chunked = s.chunked_out();
+                response::stream_line(&mut self.conns[s.token.0].out, chunked, &line);
+            }
         }
         for t in tokens {
             if let Some(h) = self.conns[t.0].timer.take() {
@@ -593,6 +666,13 @@ impl Server {
             }
             if progressed {
                 pipe.last_progress = self.now;
+                if let Some(e) = &pipe.ephemeral {
+                    let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+                    if bytes >= pipe.progress_mark + (1 << 20) {
+                        pipe.progress_mark = bytes;
+                        self.hooks.progress(&e.id, bytes);
+                    }
+                }
             }
             if pipe.body_done {
                 self.finish_drained_receivers(p);
@@ -819,6 +899,7 @@ impl Server {
             }
             // Not a pipe party any more: its ending is its own.
             conn.state = State::Responding { keep_alive: false };
+            conn.linger = false;
             self.finish_conn(r.token);
         }
     }
@@ -850,27 +931,40 @@ impl Server {
             pipe.n,
             took.as_secs_f64()
         );
+        if let Some(e) = &pipe.ephemeral {
+            self.hooks.progress(&e.id, bytes);
+        }
         if let Some(s) = pipe.sender {
-            let line = if pipe.lost == 0 {
-                format!("[INFO] Sent successfully! ({bytes} bytes)")
-            } else {
-                format!(
-                    "[ERROR] Sent {bytes} bytes to {} of {} receiver(s); {} left before the end.",
+            let text = match (&pipe.ephemeral, pipe.lost) {
+                (Some(e), 0) => self
+                    .hooks
+                    .end(&e.id, bytes, took)
+                    .unwrap_or_else(|| hooks::text::end(bytes)),
+                (None, 0) => format!("[INFO] Sent successfully! ({bytes} bytes)\n"),
+                _ => format!(
+                    "[ERROR] Sent {bytes} bytes to {} of {} receiver(s); {} left before the end.\n",
                     pipe.delivered, pipe.n, pipe.lost
-                )
+                ),
             };
-            self.end_sender(s.token, s.chunked_out(), &line);
+            self.end_sender_text(s.token, s.chunked_out(), &text, false);
         }
     }
 
     fn end_sender(&mut self, token: Token, chunked: bool, line: &str) {
+        self.end_sender_text(token, chunked, &format!("{line}\n"), true);
+    }
+
+    /// Write the sender's last text, end its response, and let it go.
+    /// `linger` unless its whole body was read.
+    fn end_sender_text(&mut self, token: Token, chunked: bool, text: &str, linger: bool) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         if conn.state == State::Dead {
             return;
         }
-        response::stream_line(&mut conn.out, chunked, line);
+        conn.linger = linger;
+        response::stream_text(&mut conn.out, chunked, text);
         if chunked {
             conn.out.extend_from_slice(LAST_CHUNK);
         }
@@ -897,9 +991,6 @@ impl Server {
             return;
         };
         let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
-        if let Some(ring) = pipe.ring {
-            self.pool.give(ring);
-        }
         self.metrics.transfers_cut += 1;
         let took = pipe.started_at.map_or(Duration::ZERO, |t| self.now - t);
         info!(
@@ -908,7 +999,10 @@ impl Server {
             took.as_secs_f64()
         );
         for r in pipe.receivers {
-            self.cut_receiver(r, why);
+            self.cut_receiver(r, pipe.ring.as_ref(), why);
+        }
+        if let Some(ring) = pipe.ring {
+            self.pool.give(ring);
         }
         if let Some(s) = pipe.sender {
             if tell_sender {
@@ -922,7 +1016,11 @@ impl Server {
     }
 
     /// A receiver whose transfer was cut: it must be able to tell.
-    fn cut_receiver(&mut self, r: ReceiverSide, why: &str) {
+    ///
+    /// What it is owed and the kernel takes now (its head, the bytes it has
+    /// not read from the ring) is written first, without waiting, so that
+    /// a cut shows as a short body rather than an empty reply.
+    fn cut_receiver(&mut self, mut r: ReceiverSide, ring: Option<&Ring>, why: &str) {
         let t = r.token;
         let Some(conn) = self.conns.get_mut(t.0) else {
             return;
@@ -938,6 +1036,22 @@ impl Server {
             let msg = format!("The transfer failed before it began: {why}");
             self.respond_error(t, r.minor, 502, &msg, false);
             return;
+        }
+        conn.ready.event.insert(Ready::WRITABLE);
+        if let (Ok(true), Some(ring)) = (conn.flush_out(), ring) {
+            while r.cursor < ring.end_offset() {
+                let res = match &mut r.framing {
+                    OutFraming::Raw { .. } => ring.drain_into(&mut conn.sock, r.cursor, usize::MAX),
+                    OutFraming::Chunked(enc) => {
+                        let (a, b) = ring.readable_from(r.cursor);
+                        enc.write_to(&mut conn.sock, a, b)
+                    }
+                };
+                match res {
+                    Ok(n) if n > 0 => r.cursor += n as u64,
+                    _ => break,
+                }
+            }
         }
         match r.framing {
             OutFraming::Raw {
@@ -986,7 +1100,13 @@ impl Server {
                 // receivers still get every byte.
             } else {
                 self.metrics.transfers_abandoned += 1;
-                self.drop_pipe_if_empty(p);
+                if pipe.ephemeral.is_some() {
+                    // The ID was for this upload only: whoever waits for it
+                    // learns now rather than at the deadline.
+                    self.end_waiting(p, 404, "The upload into this socket was abandoned.");
+                } else {
+                    self.drop_pipe_if_empty(p);
+                }
             }
             return;
         }
@@ -1031,13 +1151,33 @@ impl Server {
         }
     }
 
+    /// A pipe nobody is attached to is removed, so its path is free at
+    /// once; an unclaimed reservation stays until its deadline.
     fn drop_pipe_if_empty(&mut self, p: usize) {
-        if self
-            .pipes
-            .get(p)
-            .is_some_and(|pp| pp.sender.is_none() && pp.receivers.is_empty())
-        {
+        if self.pipes.get(p).is_some_and(|pp| {
+            pp.sender.is_none()
+                && pp.receivers.is_empty()
+                && !pp
+                    .ephemeral
+                    .as_ref()
+                    .is_some_and(|e| e.reservation && !e.claimed)
+        }) {
             self.remove_pipe(p);
+        }
+    }
+
+    /// End a waiting pipe: each parked receiver gets `status`, a parked
+    /// sender gets the line, and the pipe is removed.
+    fn end_waiting(&mut self, p: usize, status: u16, msg: &str) {
+        let Some(pipe) = self.remove_pipe(p) else {
+            return;
+        };
+        for r in pipe.receivers {
+            self.conns[r.token.0].state = State::Responding { keep_alive: false };
+            self.respond_error(r.token, r.minor, status, msg, false);
+        }
+        if let Some(s) = pipe.sender {
+            self.end_sender(s.token, s.chunked_out(), &format!("[ERROR] {msg}"));
         }
     }
 
@@ -1102,7 +1242,8 @@ impl Server {
         }
     }
 
-    /// A streaming pipe's stall check.
+    /// A pipe's timer: an ephemeral socket's deadline while it waits, the
+    /// stall check while it streams.
     pub(crate) fn pipe_timer(&mut self, p: usize, handle: crate::timer::Handle) {
         let ttl = self.config.ttl;
         let now = self.now;
@@ -1113,6 +1254,10 @@ impl Server {
             return;
         }
         pipe.timer = None;
+        if !pipe.streaming {
+            self.ephemeral_expired(p);
+            return;
+        }
         let due = pipe.last_progress + ttl;
         if now >= due {
             let why = format!(
@@ -1122,6 +1267,36 @@ impl Server {
             self.abort(p, &why, true);
         } else {
             pipe.timer = Some(self.timers.insert_at(due, Timer::Pipe(p)));
+        }
+    }
+
+    /// An ephemeral socket's wait is over: the sender is told, a waiting
+    /// receiver gets `404`, a bare reservation vanishes.
+    fn ephemeral_expired(&mut self, p: usize) {
+        let Some(pipe) = self.remove_pipe(p) else {
+            return;
+        };
+        let id = pipe
+            .ephemeral
+            .as_ref()
+            .map_or("", |e| e.id.as_str())
+            .to_string();
+        let attached = usize::from(pipe.sender.is_some()) + pipe.receivers.len();
+        if attached > 0 {
+            self.metrics.transfers_timeout += 1;
+        }
+        debug!("ephemeral socket {id} expired");
+        for r in pipe.receivers {
+            self.conns[r.token.0].state = State::Responding { keep_alive: false };
+            let msg = self
+                .hooks
+                .not_found(&id)
+                .unwrap_or_else(|| hooks::text::not_found(&id));
+            self.respond_error(r.token, r.minor, 404, &msg, false);
+        }
+        if let Some(s) = pipe.sender {
+            let text = self.hooks.timeout(&id).unwrap_or_else(hooks::text::timeout);
+            self.end_sender_text(s.token, s.chunked_out(), &text, true);
         }
     }
 
@@ -1172,7 +1347,19 @@ fn feed(
     let before = ring.end_offset();
     let mut done = false;
     let mut body = 0usize;
+    let mut over = false;
+    let allowed = if limit == 0 {
+        u64::MAX
+    } else {
+        limit.saturating_sub(s.body_bytes)
+    };
     let mut emit = |data: &[u8], s: &mut SenderSide| -> Result<(), String> {
+        // Bytes past the limit are never forwarded.
+        let room = allowed.saturating_sub(body as u64);
+        if data.len() as u64 > room {
+            over = true;
+        }
+        let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
         body += data.len();
         match s.multipart.as_mut() {
             Some(mp) => {
@@ -1226,7 +1413,7 @@ fn feed(
         }
     }
     s.body_bytes += body as u64;
-    if limit > 0 && s.body_bytes > limit {
+    if over {
         return Err(format!(
             "The upload passed the limit of {limit} bytes; the transfer was cut."
         ));

@@ -59,6 +59,19 @@ impl Server {
             Method::Options => return self.preflight(token, &head, keep),
             _ => {}
         }
+        match (head.method, head.path.as_str()) {
+            (Method::Post | Method::Put, "/") => return self.ephemeral_open(token, head, early),
+            (Method::Get, p) if p.starts_with("/s/") => return self.ephemeral_receive(token, head),
+            (Method::Get, "/reserve") if self.config.reservations => {
+                return self.reserve(token, head)
+            }
+            (Method::Post | Method::Put, p)
+                if self.config.reservations && p.starts_with("/reserve/") =>
+            {
+                return self.reserve_upload(token, head, early)
+            }
+            _ => {}
+        }
         if !is_reserved(&head.path) {
             return match head.method {
                 Method::Get if head.service_worker => self.respond_error(

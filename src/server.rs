@@ -20,6 +20,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{Conn, Io, State};
+use crate::hooks::{DefaultHooks, Hooks};
 use crate::http::{self, response, Limits};
 use crate::metrics::Metrics;
 use crate::pipe::Pipe;
@@ -94,6 +95,7 @@ pub struct Server {
     waker: Arc<Waker>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     grace_deadline: Option<Instant>,
+    pub(crate) hooks: Box<dyn Hooks>,
 }
 
 impl Server {
@@ -134,6 +136,7 @@ impl Server {
             waker,
             signals: None,
             grace_deadline: None,
+            hooks: Box::new(DefaultHooks),
         })
     }
 
@@ -148,6 +151,11 @@ impl Server {
             flag: self.stop_flag.clone(),
             waker: self.waker.clone(),
         }
+    }
+
+    /// Replace the hooks that observe and word ephemeral sockets' moments.
+    pub fn set_hooks(&mut self, hooks: Box<dyn Hooks>) {
+        self.hooks = hooks;
     }
 
     /// Whether a stop was asked for.
@@ -451,7 +459,15 @@ impl Server {
                         ));
                         self.read_head(token);
                     }
-                    Ok(true) => self.start_linger(token),
+                    Ok(true) if conn.linger => self.start_linger(token),
+                    Ok(true) => {
+                        // Nothing more is expected from the client: close
+                        // now. Whatever it did send is read first, so the
+                        // close is a FIN, not a reset.
+                        let _ = conn.sock.shutdown(Shutdown::Write);
+                        let _ = conn.drain_input(&mut self.scratch, 64 * 1024);
+                        self.kill(token, "done");
+                    }
                     Err(e) => {
                         debug!("[{}] write failed: {e}", token.0);
                         self.kill(token, "write error");

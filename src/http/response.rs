@@ -141,6 +141,19 @@ pub fn stream_line(out: &mut Vec<u8>, chunked: bool, line: &str) {
     }
 }
 
+/// Text as it is (one chunk, or raw bytes); empty text writes nothing, as
+/// an empty chunk would end the body.
+pub fn stream_text(out: &mut Vec<u8>, chunked: bool, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if chunked {
+        let _ = write!(out, "{:x}\r\n{}\r\n", text.len(), text);
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
 /// The last-chunk that ends a chunked body with no trailers.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 

@@ -30,6 +30,10 @@ impl Relay {
     }
 
     pub fn with(f: impl FnOnce(&mut Config)) -> Relay {
+        Relay::with_hooks(f, None)
+    }
+
+    pub fn with_hooks(f: impl FnOnce(&mut Config), hooks: Option<Box<dyn weir::Hooks>>) -> Relay {
         let mut config = Config {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             shutdown_grace: Duration::from_secs(1),
@@ -37,6 +41,9 @@ impl Relay {
         };
         f(&mut config);
         let mut server = Server::bind(config).expect("bind");
+        if let Some(h) = hooks {
+            server.set_hooks(h);
+        }
         let addr = server.local_addrs()[0];
         let stop = server.stop_handle();
         let thread = std::thread::spawn(move || server.run().expect("run"));
@@ -180,7 +187,9 @@ pub fn read_to_end_result(s: &mut TcpStream) -> Result<Vec<u8>, (io::Error, Vec<
             Ok(0) => return Ok(out),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
                 panic!("read timed out after {} bytes", out.len())
             }
             Err(e) => return Err((e, out)),
@@ -194,7 +203,11 @@ pub fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut byte = [0u8; 1];
     while !out.windows(needle.len()).any(|w| w == needle) {
-        assert!(Instant::now() < deadline, "deadline waiting for {:?}", String::from_utf8_lossy(needle));
+        assert!(
+            Instant::now() < deadline,
+            "deadline waiting for {:?}",
+            String::from_utf8_lossy(needle)
+        );
         match s.read(&mut byte) {
             Ok(0) => panic!(
                 "closed before {:?}; got {:?}",
@@ -202,7 +215,10 @@ pub fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
                 String::from_utf8_lossy(&out)
             ),
             Ok(_) => out.push(byte[0]),
-            Err(e) => panic!("read error {e} before {:?}", String::from_utf8_lossy(needle)),
+            Err(e) => panic!(
+                "read error {e} before {:?}",
+                String::from_utf8_lossy(needle)
+            ),
         }
     }
     out
@@ -262,12 +278,15 @@ pub fn parse_response(raw: &[u8]) -> Response {
                 (k.trim().to_string(), v.trim().to_string())
             })
             .collect();
-        let chunked = headers
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+        let chunked = headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+        });
         let (body, complete) = if chunked {
             dechunk(body)
-        } else if let Some((_, len)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        } else if let Some((_, len)) = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
             let len: usize = len.parse().unwrap();
             (body[..body.len().min(len)].to_vec(), body.len() >= len)
         } else {
@@ -339,7 +358,10 @@ pub fn wait_metric(addr: SocketAddr, name: &str, value: f64) {
         if got == Some(value) {
             return;
         }
-        assert!(Instant::now() < deadline, "{name} is {got:?}, expected {value}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {got:?}, expected {value}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -388,4 +410,343 @@ pub fn hash(data: &[u8]) -> u64 {
 
 pub fn curl_available() -> bool {
     Command::new("curl").arg("--version").output().is_ok()
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for the pipe, limit and footprint tests.
+
+/// Incremental FNV-1a: the same value as [`hash`] over the concatenation of
+/// every `update`, for payloads too large to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf29ce484222325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// The bytes of [`pattern`] as a stream: any sequence of `fill` calls
+/// yields the same bytes as one `pattern(total, seed)`.
+#[derive(Debug)]
+pub struct PatternStream {
+    x: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl PatternStream {
+    pub fn new(seed: u64) -> Self {
+        PatternStream {
+            x: seed | 1,
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut i = 0;
+        while i < buf.len() {
+            if self.used == 8 {
+                self.x ^= self.x << 13;
+                self.x ^= self.x >> 7;
+                self.x ^= self.x << 17;
+                self.word = self.x.to_le_bytes();
+                self.used = 0;
+            }
+            let take = (8 - self.used).min(buf.len() - i);
+            buf[i..i + take].copy_from_slice(&self.word[self.used..self.used + take]);
+            self.used += take;
+            i += take;
+        }
+    }
+}
+
+/// Read one response head (skipping `100 Continue`), consuming no body byte.
+/// The returned `Response` has an empty body.
+pub fn read_head(s: &mut TcpStream) -> Response {
+    loop {
+        let raw = read_until(s, b"\r\n\r\n");
+        let r = parse_response(&raw);
+        if r.status != 100 {
+            return r;
+        }
+    }
+}
+
+/// Read a chunked body from `s` until at least `want` payload bytes have
+/// been decoded. `raw` keeps the undecoded wire bytes between calls. Each
+/// read is bounded by the socket's read timeout.
+pub fn read_chunked_payload(s: &mut TcpStream, raw: &mut Vec<u8>, want: usize) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let (decoded, _) = dechunk(raw);
+        if decoded.len() >= want {
+            return decoded;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed after {} of {want} payload bytes", decoded.len()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "no payload byte {} within the read deadline: {e}",
+                decoded.len()
+            ),
+        }
+    }
+}
+
+/// The lines of a progress response (a sender's body).
+pub fn lines(r: &Response) -> Vec<String> {
+    r.text().lines().map(str::to_string).collect()
+}
+
+/// An `[ERROR]` answer: the status, plain UTF-8 text, one line.
+pub fn assert_error(r: &Response, status: u16) {
+    assert_eq!(r.status, status, "body: {:?}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("text/plain; charset=utf-8"),
+        "status {status}"
+    );
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    let text = r.text();
+    assert!(text.starts_with("[ERROR] "), "{text:?}");
+    assert!(text.ends_with('\n'), "{text:?}");
+    assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
+    assert!(r.complete, "{text:?}");
+}
+
+/// A file under the system temp directory, removed on drop.
+pub struct TempFile {
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, contents: &[u8]) -> TempFile {
+        let dir =
+            std::env::temp_dir().join(format!("weir-test-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempFile { path }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running curl whose stdout lines arrive on a channel, so that a test
+/// can wait for one line with a deadline.
+pub struct Curl {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Curl {
+    /// `curl --max-time 20 ARGS...`; curl's own limit bounds every wait.
+    pub fn spawn(args: &[&str]) -> Curl {
+        let mut child = Command::new("/usr/bin/curl")
+            .arg("--max-time")
+            .arg(DEADLINE.as_secs().to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn curl");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        Curl {
+            child,
+            lines: rx,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of curl's stdout, or panic at the deadline.
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(DEADLINE)
+            .expect("a line from curl within the deadline")
+    }
+
+    /// Wait for curl to end; its remaining stdout lines and its stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + DEADLINE + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => rest.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("curl stdout did not end: {e}"),
+            }
+        }
+        let status = self.child.wait().expect("wait for curl");
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, rest, stderr)
+    }
+}
+
+impl Drop for Curl {
+    fn drop(&mut self) {
+        // Only if a test failed before `finish`: do not leave curl behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run curl to completion: (exit status, stdout, stderr).
+pub fn curl(args: &[&str]) -> (std::process::ExitStatus, Vec<u8>, String) {
+    let out = Command::new("/usr/bin/curl")
+        .arg("--max-time")
+        .arg(DEADLINE.as_secs().to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl");
+    (
+        out.status,
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A client socket that keeps every byte it has read, so that a test can
+/// wait for progress lines one by one and still parse the whole response
+/// at the end.
+pub struct Recorded {
+    pub sock: TcpStream,
+    seen: Vec<u8>,
+    pos: usize,
+}
+
+impl Recorded {
+    pub fn new(sock: TcpStream) -> Recorded {
+        Recorded {
+            sock,
+            seen: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Read until `needle` appears after the previous match; return the
+    /// bytes from the previous match up to the end of this one.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let needle = needle.as_bytes();
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = [0u8; 1];
+        loop {
+            if let Some(i) = self.seen[self.pos..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+            {
+                let end = self.pos + i + needle.len();
+                let got = String::from_utf8_lossy(&self.seen[self.pos..end]).into_owned();
+                self.pos = end;
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deadline waiting for {:?}",
+                String::from_utf8_lossy(needle)
+            );
+            // One byte at a time: nothing past the needle is consumed, so
+            // the kernel never holds a response byte the test has not read.
+            match self.sock.read(&mut buf) {
+                Ok(0) => panic!(
+                    "closed before {:?}; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&self.seen)
+                ),
+                Ok(_) => self.seen.push(buf[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!(
+                    "read error {e} before {:?}; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&self.seen)
+                ),
+            }
+        }
+    }
+
+    /// Read to the end and parse everything read on this socket.
+    pub fn finish(&mut self) -> Response {
+        let rest = read_to_end(&mut self.sock);
+        self.seen.extend_from_slice(&rest);
+        parse_response(&self.seen)
+    }
+
+    /// Like `finish`, but a reset after some bytes is not a failure.
+    pub fn finish_lossy(&mut self) -> Response {
+        let rest = match read_to_end_result(&mut self.sock) {
+            Ok(b) => b,
+            Err((_, b)) => b,
+        };
+        self.seen.extend_from_slice(&rest);
+        parse_response(&self.seen)
+    }
+}
+
+impl Write for Recorded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// A sender whose response is recorded.
+pub fn sender(addr: SocketAddr, path: &str, extra_headers: &str) -> Recorded {
+    Recorded::new(start_sender(addr, path, extra_headers))
 }
