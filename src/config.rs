@@ -48,6 +48,21 @@ pub struct Config {
     /// Build download URLs from `X-Forwarded-Proto`/`X-Forwarded-Host`
     /// (only behind a proxy that sets them; default off).
     pub trust_proxy: bool,
+    /// Comment heartbeat on event streams (default 25 s).
+    pub heartbeat: Duration,
+    /// Largest `POST /signal/<id>` body (default 10 KiB); past it `413`.
+    pub signal_body_limit: usize,
+    /// Largest `POST /events/<topic>` body (default 64 KiB); past it `413`.
+    pub event_body_limit: usize,
+    /// Bytes an event stream may fall behind before it is dropped
+    /// (default 256 KiB).
+    pub stream_queue_bytes: usize,
+    /// Peers in one signal swarm, the initiator included (default 64).
+    pub max_swarm_peers: usize,
+    /// Signal swarms at once (default 10,000).
+    pub max_swarms: usize,
+    /// Event topics with subscribers at once (default 10,000).
+    pub max_topics: usize,
 }
 
 impl Default for Config {
@@ -69,6 +84,13 @@ impl Default for Config {
             reservations: false,
             required_referer: None,
             trust_proxy: false,
+            heartbeat: Duration::from_secs(25),
+            signal_body_limit: 10 * 1024,
+            event_body_limit: 64 * 1024,
+            stream_queue_bytes: 256 * 1024,
+            max_swarm_peers: 64,
+            max_swarms: 10_000,
+            max_topics: 10_000,
         }
     }
 }
@@ -117,6 +139,15 @@ impl Config {
             if !(r.starts_with("http://") || r.starts_with("https://")) {
                 return err("--required-referer must be an http:// or https:// URL");
             }
+        }
+        if self.heartbeat.is_zero() {
+            return err("--heartbeat must be positive");
+        }
+        if self.stream_queue_bytes < 1024 {
+            return err("--stream-queue-bytes must be at least 1024");
+        }
+        if self.max_swarm_peers < 2 {
+            return err("--max-swarm-peers must be at least 2");
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
             return err("--ttl and --head-timeout must be positive");

@@ -41,6 +41,11 @@ pub enum State {
         /// Bytes dropped so far (bounded).
         dropped: usize,
     },
+    /// Reading a short request body (`POST /signal/<id>`, `POST
+    /// /events/<topic>`); the request waits in `Conn::pending`.
+    ReadingBody,
+    /// A Server-Sent Events stream (see `Conn::sub`).
+    EventStream,
     /// Freed at the end of this loop turn; events for it are ignored.
     Dead,
 }
@@ -83,6 +88,12 @@ pub struct Conn {
     /// still be sending bytes we will not read). Off for connections whose
     /// input is known to be complete, which can close at once.
     pub linger: bool,
+    /// For event streams: chunked framing (HTTP/1.1) or close-delimited.
+    pub chunked_stream: bool,
+    /// For event streams: what it is subscribed to.
+    pub sub: Option<Box<crate::sse::Subscription>>,
+    /// For short requests with a body: the request being read.
+    pub pending: Option<Box<crate::body::PendingBody>>,
 }
 
 impl Conn {
@@ -102,6 +113,9 @@ impl Conn {
             out_pos: 0,
             read_eof: false,
             linger: true,
+            chunked_stream: false,
+            sub: None,
+            pending: None,
         }
     }
 

@@ -27,9 +27,11 @@
 
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod config;
 pub mod conn;
 mod ephemeral;
+pub mod form;
 pub mod hooks;
 pub mod http;
 pub mod ids;
@@ -41,7 +43,10 @@ pub mod readiness;
 pub mod ring;
 pub mod route;
 pub mod server;
+mod signal;
+pub mod sse;
 pub mod timer;
+mod topics;
 
 pub use config::Config;
 pub use ephemeral::referer_matches;

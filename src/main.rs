@@ -202,6 +202,76 @@ const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "heartbeat",
+        value: "SECS",
+        help: "comment heartbeat on event streams",
+        default: |c| show_secs(c.heartbeat),
+        set: |c, v| {
+            c.heartbeat = secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "signal-body-limit",
+        value: "N",
+        help: "largest POST /signal/<id> body; past it 413",
+        default: |c| c.signal_body_limit.to_string(),
+        set: |c, v| {
+            c.signal_body_limit = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "event-body-limit",
+        value: "N",
+        help: "largest POST /events/<topic> body; past it 413",
+        default: |c| c.event_body_limit.to_string(),
+        set: |c, v| {
+            c.event_body_limit = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "stream-queue-bytes",
+        value: "N",
+        help: "bytes an event stream may fall behind before it is dropped",
+        default: |c| c.stream_queue_bytes.to_string(),
+        set: |c, v| {
+            c.stream_queue_bytes = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-swarm-peers",
+        value: "N",
+        help: "peers in one signal swarm, initiator included",
+        default: |c| c.max_swarm_peers.to_string(),
+        set: |c, v| {
+            c.max_swarm_peers = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-swarms",
+        value: "N",
+        help: "signal swarms at once",
+        default: |c| c.max_swarms.to_string(),
+        set: |c, v| {
+            c.max_swarms = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "max-topics",
+        value: "N",
+        help: "event topics with subscribers at once",
+        default: |c| c.max_topics.to_string(),
+        set: |c, v| {
+            c.max_topics = num(v)?;
+            Ok(())
+        },
+    },
 ];
 
 /// A switch is on when given on the command line (empty value) or set to
@@ -248,7 +318,7 @@ Logging: RUST_LOG=info (default) prints one line per finished transfer; RUST_LOG
 }
 
 enum Parsed {
-    Run(Config),
+    Run(Box<Config>),
     Exit(String),
 }
 
@@ -312,7 +382,7 @@ fn parse(args: Vec<String>, env: &[(String, String)]) -> Result<Parsed, String> 
         config.listen = Config::default().listen;
     }
     config.validate().map_err(|e| e.to_string())?;
-    Ok(Parsed::Run(config))
+    Ok(Parsed::Run(Box::new(config)))
 }
 
 fn main() -> ExitCode {
@@ -321,7 +391,7 @@ fn main() -> ExitCode {
         .filter(|(k, _)| k.starts_with("WEIR_"))
         .collect();
     let config = match parse(args, &env) {
-        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Exit(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -362,7 +432,7 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         match parse(args.iter().map(|s| s.to_string()).collect(), &env)? {
-            Parsed::Run(c) => Ok(c),
+            Parsed::Run(c) => Ok(*c),
             Parsed::Exit(_) => Err("exit".into()),
         }
     }

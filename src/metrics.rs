@@ -27,6 +27,14 @@ pub struct Metrics {
     pub transfers_rejected: u64,
     /// Parked parties that left before their transfer started.
     pub transfers_abandoned: u64,
+    /// Event streams opened (signal peers and topic subscribers).
+    pub streams_opened: u64,
+    /// Event streams dropped for falling behind.
+    pub streams_dropped_slow: u64,
+    /// `POST /signal/<id>` requests delivered.
+    pub signals_sent: u64,
+    /// `POST /events/<topic>` requests published.
+    pub events_published: u64,
 }
 
 /// Live gauges, counted by the server when scraped.
@@ -42,6 +50,12 @@ pub struct Gauges {
     pub rings_in_use: usize,
     /// Bytes of ring buffer per streaming pipe.
     pub ring_bytes: usize,
+    /// Open event streams.
+    pub event_streams: usize,
+    /// Signal swarms.
+    pub swarms: usize,
+    /// Event topics with subscribers.
+    pub topics: usize,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -93,6 +107,52 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     ] {
         let _ = writeln!(o, "weir_transfers_total{{outcome=\"{k}\"}} {v}");
     }
+    family(
+        &mut o,
+        "weir_event_streams",
+        "gauge",
+        "Open Server-Sent Events streams.",
+    );
+    let _ = writeln!(o, "weir_event_streams {}", g.event_streams);
+    family(&mut o, "weir_swarms", "gauge", "Signal swarms.");
+    let _ = writeln!(o, "weir_swarms {}", g.swarms);
+    family(
+        &mut o,
+        "weir_topics",
+        "gauge",
+        "Event topics with subscribers.",
+    );
+    let _ = writeln!(o, "weir_topics {}", g.topics);
+    family(
+        &mut o,
+        "weir_event_streams_total",
+        "counter",
+        "Event streams opened, and dropped for falling behind.",
+    );
+    let _ = writeln!(
+        o,
+        "weir_event_streams_total{{event=\"opened\"}} {}",
+        m.streams_opened
+    );
+    let _ = writeln!(
+        o,
+        "weir_event_streams_total{{event=\"dropped_slow\"}} {}",
+        m.streams_dropped_slow
+    );
+    family(
+        &mut o,
+        "weir_signals_total",
+        "counter",
+        "Signals posted to swarms.",
+    );
+    let _ = writeln!(o, "weir_signals_total {}", m.signals_sent);
+    family(
+        &mut o,
+        "weir_events_published_total",
+        "counter",
+        "Events published to topics.",
+    );
+    let _ = writeln!(o, "weir_events_published_total {}", m.events_published);
     family(
         &mut o,
         "weir_connections_accepted_total",

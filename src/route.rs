@@ -7,6 +7,7 @@
 
 use mio::Token;
 
+use crate::body::Purpose;
 use crate::conn::State;
 use crate::http::request::Method;
 use crate::http::{response, Head};
@@ -69,6 +70,33 @@ impl Server {
                 if self.config.reservations && p.starts_with("/reserve/") =>
             {
                 return self.reserve_upload(token, head, early)
+            }
+            (Method::Get, "/signal") => return self.signal_create(token, head),
+            (Method::Get, p) if p.starts_with("/signal/") => {
+                let id = p["/signal/".len()..].to_string();
+                return self.signal_join(token, head, &id);
+            }
+            (Method::Post, p) if p.starts_with("/signal/") => {
+                let id = &p["/signal/".len()..];
+                if !self.swarms.contains_key(id) {
+                    return self.respond_error(
+                        token,
+                        minor,
+                        404,
+                        "No such swarm: it never existed, or its initiator left.",
+                        false,
+                    );
+                }
+                let limit = self.config.signal_body_limit;
+                return self.read_short_body(token, head, early, Purpose::Signal, limit);
+            }
+            (Method::Get, p) if p.starts_with("/events/") => {
+                let topic = p["/events/".len()..].to_string();
+                return self.topic_subscribe(token, head, &topic);
+            }
+            (Method::Post, p) if p.starts_with("/events/") => {
+                let limit = self.config.event_body_limit;
+                return self.read_short_body(token, head, early, Purpose::Publish, limit);
             }
             _ => {}
         }
@@ -174,6 +202,13 @@ impl Server {
             pipes_streaming: streaming,
             rings_in_use: self.pool.in_use(),
             ring_bytes: self.pool.ring_capacity(),
+            event_streams: self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::EventStream)
+                .count(),
+            swarms: self.swarms.len(),
+            topics: self.topics.len(),
         }
     }
 }

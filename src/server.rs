@@ -96,6 +96,8 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     grace_deadline: Option<Instant>,
     pub(crate) hooks: Box<dyn Hooks>,
+    pub(crate) swarms: crate::signal::Swarms,
+    pub(crate) topics: crate::topics::Topics,
 }
 
 impl Server {
@@ -137,6 +139,8 @@ impl Server {
             signals: None,
             grace_deadline: None,
             hooks: Box::new(DefaultHooks),
+            swarms: HashMap::new(),
+            topics: HashMap::new(),
         })
     }
 
@@ -267,6 +271,7 @@ impl Server {
             };
             match c.state {
                 State::ReadingHead if c.inbuf.is_empty() => self.kill(t, "shutdown"),
+                State::EventStream => self.end_stream(t, crate::sse::StreamEnd::Done),
                 State::Sender { pipe } | State::Receiver { pipe }
                     if !self.pipes.get(pipe).is_some_and(|p| p.streaming) =>
                 {
@@ -370,6 +375,8 @@ impl Server {
             State::ReadingHead => self.read_head(token),
             State::Responding { .. } | State::Lingering { .. } => self.drive_plain(token),
             State::Sender { pipe } | State::Receiver { pipe } => self.pipe_event(pipe, token),
+            State::ReadingBody => self.read_body(token),
+            State::EventStream => self.stream_flush(token),
             State::Dead => {}
         }
     }
@@ -595,8 +602,14 @@ impl Server {
         }
         debug!("[{}] closing: {why}", token.0);
         self.dead.push(token);
+        let sub = conn.sub.take();
         match state {
             State::Sender { pipe } | State::Receiver { pipe } => self.pipe_party_gone(pipe, token),
+            State::EventStream => {
+                if let Some(sub) = sub {
+                    self.unsubscribe(token, *sub);
+                }
+            }
             _ => {}
         }
     }
@@ -658,6 +671,17 @@ impl Server {
                             }
                         }
                         State::Sender { .. } | State::Receiver { .. } => self.wait_expired(token),
+                        State::EventStream => self.stream_heartbeat(token),
+                        State::ReadingBody => {
+                            conn.pending = None;
+                            self.respond_error(
+                                token,
+                                1,
+                                408,
+                                "The request body did not arrive in time.",
+                                false,
+                            );
+                        }
                         _ => self.kill(token, "timer"),
                     }
                 }
