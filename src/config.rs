@@ -63,6 +63,9 @@ pub struct Config {
     pub max_swarms: usize,
     /// Event topics with subscribers at once (default 10,000).
     pub max_topics: usize,
+    /// Move bodies of one-receiver, known-length transfers with `splice(2)`
+    /// through a kernel pipe instead of the ring (Linux; default on).
+    pub splice: bool,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             max_swarm_peers: 64,
             max_swarms: 10_000,
             max_topics: 10_000,
+            splice: cfg!(target_os = "linux"),
         }
     }
 }

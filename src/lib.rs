@@ -44,6 +44,8 @@ pub mod ring;
 pub mod route;
 pub mod server;
 mod signal;
+#[cfg(target_os = "linux")]
+pub mod splice;
 pub mod sse;
 pub mod timer;
 mod topics;

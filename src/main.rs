@@ -203,6 +203,16 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "no-splice",
+        value: "",
+        help: "move every body through the ring (no splice(2) zero-copy path)",
+        default: |c| if c.splice { "splice on" } else { "off" }.to_string(),
+        set: |c, v| {
+            c.splice = !switch(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "heartbeat",
         value: "SECS",
         help: "comment heartbeat on event streams",

@@ -35,6 +35,8 @@ use crate::http::Head;
 use crate::readiness::Ready;
 use crate::ring::Ring;
 use crate::server::{Server, Timer};
+#[cfg(target_os = "linux")]
+use crate::splice::{Fill, KernelPipe};
 use crate::{hooks, pages};
 
 /// Bytes a pump may move before it yields to the rest of the loop (R8).
@@ -97,7 +99,7 @@ pub(crate) struct Pipe {
     pub sender: Option<SenderSide>,
     pub receivers: Vec<ReceiverSide>,
     pub streaming: bool,
-    pub ring: Option<Ring>,
+    pub ring: Option<Buf>,
     pub body_done: bool,
     pub heads_written: bool,
     pub started_at: Option<Instant>,
@@ -122,6 +124,111 @@ pub(crate) struct Ephemeral {
     pub reservation: bool,
     /// The reservation's upload has arrived; the ID cannot be uploaded to again.
     pub claimed: bool,
+}
+
+/// A streaming pipe's buffer: a ring from the pool, or (Linux, one
+/// receiver, known length) a kernel pipe that `splice(2)` moves bytes
+/// through without copying them into user space.
+#[derive(Debug)]
+pub(crate) enum Buf {
+    Ring(Ring),
+    #[cfg(target_os = "linux")]
+    Kernel(KernelPipe),
+}
+
+/// What a fill from the sender's socket found.
+#[derive(Debug)]
+enum Filled {
+    Moved(usize),
+    /// Nothing moved; `socket_empty` says whether the readable bit may be
+    /// cleared (R2).
+    Blocked {
+        socket_empty: bool,
+    },
+    Eof,
+}
+
+impl Buf {
+    pub(crate) fn end_offset(&self) -> u64 {
+        match self {
+            Buf::Ring(r) => r.end_offset(),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(k) => k.end_offset(),
+        }
+    }
+
+    fn free(&self) -> usize {
+        match self {
+            Buf::Ring(r) => r.free(),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(k) => k.free(),
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> usize {
+        match self {
+            Buf::Ring(r) => r.push(data),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(k) => k.push(data),
+        }
+    }
+
+    fn release_to(&mut self, offset: u64) {
+        if let Buf::Ring(r) = self {
+            r.release_to(offset);
+        }
+    }
+
+    /// Held bytes from `cursor` (ring only; chunked receivers never use a
+    /// kernel pipe).
+    fn readable_from(&self, cursor: u64) -> (&[u8], &[u8]) {
+        match self {
+            Buf::Ring(r) => r.readable_from(cursor),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(_) => (&[], &[]),
+        }
+    }
+
+    fn fill_from(
+        &mut self,
+        sock: &mut mio::net::TcpStream,
+        want: usize,
+    ) -> std::io::Result<Filled> {
+        match self {
+            Buf::Ring(r) => match r.fill_from(sock, want) {
+                Ok(0) => Ok(Filled::Eof),
+                Ok(n) => Ok(Filled::Moved(n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    Ok(Filled::Blocked { socket_empty: true })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(Filled::Moved(0)),
+                Err(e) => Err(e),
+            },
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(k) => Ok(match k.fill_from(sock, want)? {
+                Fill::Moved(n) => Filled::Moved(n),
+                Fill::Blocked { socket_empty } => Filled::Blocked { socket_empty },
+                Fill::Eof => Filled::Eof,
+            }),
+        }
+    }
+
+    /// Write held bytes from `cursor` to `sock` (raw framing).
+    fn drain_into(
+        &mut self,
+        sock: &mut mio::net::TcpStream,
+        cursor: u64,
+        limit: usize,
+    ) -> std::io::Result<usize> {
+        match self {
+            Buf::Ring(r) => r.drain_into(sock, cursor, limit),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(k) => {
+                debug_assert_eq!(cursor, k.start_offset());
+                k.drain_into(sock, limit)
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -285,7 +392,7 @@ impl Server {
             Role::Receiver => pipe.sender.is_some() && pipe.receivers.len() + 1 == n,
         };
         let ring = if completes {
-            match self.pool.take() {
+            match self.take_buf(p, role, &head) {
                 Some(r) => Some(r),
                 None => {
                     self.drop_pipe_if_empty(p);
@@ -437,7 +544,51 @@ impl Server {
         }
     }
 
-    fn start(&mut self, p: usize, ring: Ring) {
+    /// A buffer for a pipe about to start: a kernel pipe when the zero-copy
+    /// path applies (Linux, one receiver, a declared length, no multipart),
+    /// else a ring from the pool; `None` at the limit (R10).
+    fn take_buf(&mut self, p: usize, role: Role, arriving: &Head) -> Option<Buf> {
+        if self.pool.in_use() + self.kernel_pipes >= self.config.max_streaming_pipes {
+            return None;
+        }
+        #[cfg(target_os = "linux")]
+        if self.config.splice {
+            let pipe = &self.pipes[p];
+            let (framing, multipart) = match (role, &pipe.sender) {
+                (Role::Sender, _) => (
+                    arriving.framing,
+                    arriving
+                        .content_type
+                        .as_deref()
+                        .is_some_and(|c| c.to_ascii_lowercase().starts_with(b"multipart/")),
+                ),
+                (Role::Receiver, Some(s)) => (s.framing, s.multipart.is_some()),
+                (Role::Receiver, None) => (BodyFraming::None, false),
+            };
+            if pipe.n == 1 && matches!(framing, BodyFraming::Length(l) if l > 0) && !multipart {
+                match KernelPipe::new(self.config.buffer_size) {
+                    Ok(k) => {
+                        self.kernel_pipes += 1;
+                        return Some(Buf::Kernel(k));
+                    }
+                    Err(e) => debug!("no kernel pipe ({e}); using a ring"),
+                }
+            }
+        }
+        let _ = (p, role, arriving);
+        self.pool.take().map(Buf::Ring)
+    }
+
+    /// Give a finished pipe's buffer back.
+    fn return_buf(&mut self, buf: Buf) {
+        match buf {
+            Buf::Ring(r) => self.pool.give(r),
+            #[cfg(target_os = "linux")]
+            Buf::Kernel(_) => self.kernel_pipes -= 1,
+        }
+    }
+
+    fn start(&mut self, p: usize, ring: Buf) {
         let now = self.now;
         let ttl = self.config.ttl;
         let pipe = &mut self.pipes[p];
@@ -667,7 +818,7 @@ impl Server {
             if progressed {
                 pipe.last_progress = self.now;
                 if let Some(e) = &pipe.ephemeral {
-                    let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+                    let bytes = pipe.ring.as_ref().map_or(0, Buf::end_offset);
                     if bytes >= pipe.progress_mark + (1 << 20) {
                         pipe.progress_mark = bytes;
                         self.hooks.progress(&e.id, bytes);
@@ -715,6 +866,10 @@ impl Server {
             0
         };
         let limit = config.max_upload_bytes;
+        if let BodyDecoder::Length { remaining: 0 } = s.decoder {
+            // Nothing (more) to read; a zero-byte read would look like EOF.
+            return finish_body(s);
+        }
         let mut moved = 0usize;
         // Body bytes that came with the head go first.
         while !s.early.is_empty() {
@@ -746,12 +901,12 @@ impl Server {
             (BodyDecoder::Length { remaining }, true) => {
                 let want = (*remaining).min(room as u64) as usize;
                 match ring.fill_from(&mut conn.sock, want) {
-                    Ok(0) => {
+                    Ok(Filled::Eof) => {
                         conn.read_eof = true;
                         conn.ready.event.remove(Ready::READABLE);
                         Io::Eof
                     }
-                    Ok(n) => {
+                    Ok(Filled::Moved(n)) => {
                         *remaining -= n as u64;
                         s.body_bytes += n as u64;
                         metrics.bytes_relayed += n as u64;
@@ -761,11 +916,12 @@ impl Server {
                         }
                         Io::Moved(n)
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        conn.ready.event.remove(Ready::READABLE);
+                    Ok(Filled::Blocked { socket_empty }) => {
+                        if socket_empty {
+                            conn.ready.event.remove(Ready::READABLE);
+                        }
                         Io::WouldBlock
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Io::Moved(0),
                     Err(e) => Io::Failed(e),
                 }
             }
@@ -835,7 +991,7 @@ impl Server {
         if !r.head_written {
             return Egress::Idle;
         }
-        let Some(ring) = pipe.ring.as_ref() else {
+        let Some(ring) = pipe.ring.as_mut() else {
             return Egress::Idle;
         };
         let avail = ring.end_offset() - r.cursor;
@@ -874,7 +1030,7 @@ impl Server {
     /// Receivers that have every byte get their terminator and are let go.
     fn finish_drained_receivers(&mut self, p: usize) {
         let pipe = &mut self.pipes[p];
-        let Some(end) = pipe.ring.as_ref().map(Ring::end_offset) else {
+        let Some(end) = pipe.ring.as_ref().map(Buf::end_offset) else {
             return;
         };
         if !pipe.heads_written {
@@ -909,9 +1065,9 @@ impl Server {
         let Some(pipe) = self.remove_pipe(p) else {
             return;
         };
-        let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        let bytes = pipe.ring.as_ref().map_or(0, Buf::end_offset);
         if let Some(ring) = pipe.ring {
-            self.pool.give(ring);
+            self.return_buf(ring);
         }
         let took = pipe.started_at.map_or(Duration::ZERO, |t| self.now - t);
         let outcome = if pipe.lost == 0 {
@@ -987,10 +1143,10 @@ impl Server {
     /// End a streaming pipe early: receivers see a cut, the sender (if
     /// still there and `tell_sender`) gets an `[ERROR]` line.
     fn abort(&mut self, p: usize, why: &str, tell_sender: bool) {
-        let Some(pipe) = self.remove_pipe(p) else {
+        let Some(mut pipe) = self.remove_pipe(p) else {
             return;
         };
-        let bytes = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        let bytes = pipe.ring.as_ref().map_or(0, Buf::end_offset);
         self.metrics.transfers_cut += 1;
         let took = pipe.started_at.map_or(Duration::ZERO, |t| self.now - t);
         info!(
@@ -999,10 +1155,10 @@ impl Server {
             took.as_secs_f64()
         );
         for r in pipe.receivers {
-            self.cut_receiver(r, pipe.ring.as_ref(), why);
+            self.cut_receiver(r, pipe.ring.as_mut(), why);
         }
         if let Some(ring) = pipe.ring {
-            self.pool.give(ring);
+            self.return_buf(ring);
         }
         if let Some(s) = pipe.sender {
             if tell_sender {
@@ -1020,7 +1176,7 @@ impl Server {
     /// What it is owed and the kernel takes now (its head, the bytes it has
     /// not read from the ring) is written first, without waiting, so that
     /// a cut shows as a short body rather than an empty reply.
-    fn cut_receiver(&mut self, mut r: ReceiverSide, ring: Option<&Ring>, why: &str) {
+    fn cut_receiver(&mut self, mut r: ReceiverSide, ring: Option<&mut Buf>, why: &str) {
         let t = r.token;
         let Some(conn) = self.conns.get_mut(t.0) else {
             return;
@@ -1041,7 +1197,7 @@ impl Server {
         if let (Ok(true), Some(ring)) = (conn.flush_out(), ring) {
             while r.cursor < ring.end_offset() {
                 let res = match &mut r.framing {
-                    OutFraming::Raw { .. } => ring.drain_into(&mut conn.sock, r.cursor, usize::MAX),
+                    OutFraming::Raw { .. } => ring.drain_into(&mut conn.sock, r.cursor, 1 << 20),
                     OutFraming::Chunked(enc) => {
                         let (a, b) = ring.readable_from(r.cursor);
                         enc.write_to(&mut conn.sock, a, b)
@@ -1116,7 +1272,7 @@ impl Server {
         pipe.receivers.swap_remove(i);
         if pipe.streaming {
             pipe.lost += 1;
-            let cursor_note = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+            let cursor_note = pipe.ring.as_ref().map_or(0, Buf::end_offset);
             if pipe.receivers.is_empty() && pipe.delivered == 0 {
                 let why =
                     format!("All receivers left; the transfer was cut after {cursor_note} bytes.");
@@ -1304,7 +1460,7 @@ impl Server {
         let Some(pipe) = self.pipes.get(p) else {
             return;
         };
-        let end = pipe.ring.as_ref().map_or(0, Ring::end_offset);
+        let end = pipe.ring.as_ref().map_or(0, Buf::end_offset);
         if let Some(s) = &pipe.sender {
             let reserve = if s.multipart.is_some() {
                 MultipartScanner::MAX_HELD
@@ -1336,11 +1492,15 @@ impl Server {
     }
 }
 
+/// Never expected: the pump feeds no more than the buffer has room for.
+/// Should it happen, the transfer is cut rather than silently short.
+const LOST: &str = "Internal error: the relay's buffer refused bytes; the transfer was cut.";
+
 /// Decode `bytes` of the sender's body into the ring. Returns payload bytes
 /// stored and whether the body ended. Bytes after the body's end are dropped.
 fn feed(
     s: &mut SenderSide,
-    ring: &mut Ring,
+    ring: &mut Buf,
     bytes: &[u8],
     limit: u64,
 ) -> Result<(usize, bool), String> {
@@ -1364,16 +1524,22 @@ fn feed(
         match s.multipart.as_mut() {
             Some(mp) => {
                 if !s.multipart_done {
+                    let mut short = false;
                     s.multipart_done = mp
                         .feed(data, &mut |d| {
-                            ring.push(d);
+                            short |= ring.push(d) < d.len();
                         })
                         .map_err(|e| format!("Bad multipart body: {e}"))?;
+                    if short {
+                        return Err(LOST.to_string());
+                    }
                 }
                 Ok(())
             }
             None => {
-                ring.push(data);
+                if ring.push(data) < data.len() {
+                    return Err(LOST.to_string());
+                }
                 Ok(())
             }
         }

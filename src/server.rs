@@ -96,6 +96,7 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     grace_deadline: Option<Instant>,
     pub(crate) hooks: Box<dyn Hooks>,
+    pub(crate) kernel_pipes: usize,
     pub(crate) swarms: crate::signal::Swarms,
     pub(crate) topics: crate::topics::Topics,
 }
@@ -139,6 +140,7 @@ impl Server {
             signals: None,
             grace_deadline: None,
             hooks: Box::new(DefaultHooks),
+            kernel_pipes: 0,
             swarms: HashMap::new(),
             topics: HashMap::new(),
         })
