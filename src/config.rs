@@ -66,6 +66,9 @@ pub struct Config {
     /// Move bodies of one-receiver, known-length transfers with `splice(2)`
     /// through a kernel pipe instead of the ring (Linux; default on).
     pub splice: bool,
+    /// Largest WebSocket message (and frame) accepted; past it close 1009
+    /// (default 16 MiB).
+    pub ws_max_message: u64,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             max_swarms: 10_000,
             max_topics: 10_000,
             splice: cfg!(target_os = "linux"),
+            ws_max_message: 16 << 20,
         }
     }
 }

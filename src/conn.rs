@@ -46,6 +46,8 @@ pub enum State {
     ReadingBody,
     /// A Server-Sent Events stream (see `Conn::sub`).
     EventStream,
+    /// A WebSocket (see `Conn::ws`).
+    WebSocket,
     /// Freed at the end of this loop turn; events for it are ignored.
     Dead,
 }
@@ -94,6 +96,8 @@ pub struct Conn {
     pub sub: Option<Box<crate::sse::Subscription>>,
     /// For short requests with a body: the request being read.
     pub pending: Option<Box<crate::body::PendingBody>>,
+    /// For WebSockets: framing and relay state.
+    pub ws: Option<Box<crate::wsconn::WsConn>>,
 }
 
 impl Conn {
@@ -116,6 +120,7 @@ impl Conn {
             chunked_stream: false,
             sub: None,
             pending: None,
+            ws: None,
         }
     }
 

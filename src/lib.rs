@@ -49,6 +49,8 @@ pub mod splice;
 pub mod sse;
 pub mod timer;
 mod topics;
+pub mod ws;
+mod wsconn;
 
 pub use config::Config;
 pub use ephemeral::referer_matches;

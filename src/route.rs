@@ -71,6 +71,12 @@ impl Server {
             {
                 return self.reserve_upload(token, head, early)
             }
+            (Method::Get, "/sockjs/echo/websocket") if head.upgrade_websocket => {
+                return self.ws_echo_request(token, head, early)
+            }
+            (Method::Get, p) if head.upgrade_websocket && !is_reserved(p) => {
+                return self.ws_pipe_request(token, head, early)
+            }
             (Method::Get, "/signal") => return self.signal_create(token, head),
             (Method::Get, p) if p.starts_with("/signal/") => {
                 let id = p["/signal/".len()..].to_string();

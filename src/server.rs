@@ -97,6 +97,8 @@ pub struct Server {
     grace_deadline: Option<Instant>,
     pub(crate) hooks: Box<dyn Hooks>,
     pub(crate) kernel_pipes: usize,
+    pub(crate) ws_waiting: HashMap<String, Token>,
+    pub(crate) ws_running: std::collections::HashSet<String>,
     pub(crate) swarms: crate::signal::Swarms,
     pub(crate) topics: crate::topics::Topics,
 }
@@ -141,6 +143,8 @@ impl Server {
             grace_deadline: None,
             hooks: Box::new(DefaultHooks),
             kernel_pipes: 0,
+            ws_waiting: HashMap::new(),
+            ws_running: std::collections::HashSet::new(),
             swarms: HashMap::new(),
             topics: HashMap::new(),
         })
@@ -274,6 +278,7 @@ impl Server {
             match c.state {
                 State::ReadingHead if c.inbuf.is_empty() => self.kill(t, "shutdown"),
                 State::EventStream => self.end_stream(t, crate::sse::StreamEnd::Done),
+                State::WebSocket => self.ws_shutdown(t),
                 State::Sender { pipe } | State::Receiver { pipe }
                     if !self.pipes.get(pipe).is_some_and(|p| p.streaming) =>
                 {
@@ -379,6 +384,7 @@ impl Server {
             State::Sender { pipe } | State::Receiver { pipe } => self.pipe_event(pipe, token),
             State::ReadingBody => self.read_body(token),
             State::EventStream => self.stream_flush(token),
+            State::WebSocket => self.ws_drive(token),
             State::Dead => {}
         }
     }
@@ -605,6 +611,10 @@ impl Server {
         debug!("[{}] closing: {why}", token.0);
         self.dead.push(token);
         let sub = conn.sub.take();
+        let ws = conn.ws.take();
+        if let Some(ws) = ws {
+            self.ws_detach(token, *ws);
+        }
         match state {
             State::Sender { pipe } | State::Receiver { pipe } => self.pipe_party_gone(pipe, token),
             State::EventStream => {
@@ -674,6 +684,7 @@ impl Server {
                         }
                         State::Sender { .. } | State::Receiver { .. } => self.wait_expired(token),
                         State::EventStream => self.stream_heartbeat(token),
+                        State::WebSocket => self.ws_wait_expired(token),
                         State::ReadingBody => {
                             conn.pending = None;
                             self.respond_error(

@@ -91,6 +91,8 @@ pub struct Head {
     pub service_worker: bool,
     /// `Upgrade: websocket` was sent.
     pub upgrade_websocket: bool,
+    /// `Connection` lists `upgrade`.
+    pub connection_upgrade: bool,
     /// `Sec-WebSocket-Key`.
     pub ws_key: Option<String>,
     /// `Sec-WebSocket-Version`.
@@ -246,6 +248,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
         ac_request_headers: None,
         service_worker: false,
         upgrade_websocket: false,
+        connection_upgrade: false,
         ws_key: None,
         ws_version: None,
         last_event_id: None,
@@ -286,6 +289,8 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
                     head.keep_alive = false;
                 } else if tok.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
                     head.keep_alive = true;
+                } else if tok.eq_ignore_ascii_case(b"upgrade") {
+                    head.connection_upgrade = true;
                 }
             }
         } else if name.eq_ignore_ascii_case("content-type") {

@@ -898,3 +898,89 @@ impl SseClient {
         }
     }
 }
+
+/// Open a WebSocket to `path`; panics unless the answer is `101`.
+pub fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
+    let (s, status) = ws_try_connect(addr, path);
+    assert_eq!(status, 101, "upgrade refused");
+    s
+}
+
+/// Try a WebSocket upgrade; returns the socket and the status.
+pub fn ws_try_connect(addr: SocketAddr, path: &str) -> (TcpStream, u16) {
+    let mut s = connect(addr);
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let head = String::from_utf8(read_until(&mut s, b"\r\n\r\n")).unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if status == 101 {
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{head}"
+        );
+    }
+    (s, status)
+}
+
+/// Send one masked frame.
+pub fn ws_send(s: &mut TcpStream, fin: bool, opcode: weir::ws::OpCode, payload: &[u8]) {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    weir::ws::write_header(&mut out, fin, opcode, payload.len() as u64, Some(mask));
+    let start = out.len();
+    out.extend_from_slice(payload);
+    weir::ws::apply_mask(&mut out[start..], mask, 0);
+    s.write_all(&out).unwrap();
+}
+
+/// A received frame.
+#[derive(Debug, PartialEq)]
+pub struct WsFrame {
+    pub fin: bool,
+    pub opcode: weir::ws::OpCode,
+    pub payload: Vec<u8>,
+}
+
+/// Read one frame (server frames are unmasked); `None` at end of stream.
+pub fn ws_recv(s: &mut TcpStream) -> Option<WsFrame> {
+    let mut h = [0u8; 2];
+    if let Err(e) = s.read_exact(&mut h) {
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ),
+            "read error: {e}"
+        );
+        return None;
+    }
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let mut len = u64::from(h[1] & 0x7f);
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).unwrap();
+        len = u64::from(u16::from_be_bytes(b));
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).unwrap();
+        len = u64::from_be_bytes(b);
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).unwrap();
+    Some(WsFrame {
+        fin: h[0] & 0x80 != 0,
+        opcode: weir::ws::OpCode::from_u8(h[0] & 0x0f).expect("opcode"),
+        payload,
+    })
+}
+
+/// A close frame's code and reason.
+pub fn ws_close_of(f: &WsFrame) -> (u16, String) {
+    assert_eq!(f.opcode, weir::ws::OpCode::Close, "{f:?}");
+    let code = u16::from_be_bytes([f.payload[0], f.payload[1]]);
+    (code, String::from_utf8(f.payload[2..].to_vec()).unwrap())
+}
