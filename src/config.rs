@@ -69,6 +69,9 @@ pub struct Config {
     /// Largest WebSocket message (and frame) accepted; past it close 1009
     /// (default 16 MiB).
     pub ws_max_message: u64,
+    /// Waiting (parked) senders, receivers and WebSocket peers one client
+    /// IP may hold at once; 0 = no limit (default 500).
+    pub max_parked_per_ip: usize,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             max_topics: 10_000,
             splice: cfg!(target_os = "linux"),
             ws_max_message: 16 << 20,
+            max_parked_per_ip: 500,
         }
     }
 }

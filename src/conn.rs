@@ -96,6 +96,8 @@ pub struct Conn {
     pub sub: Option<Box<crate::sse::Subscription>>,
     /// For short requests with a body: the request being read.
     pub pending: Option<Box<crate::body::PendingBody>>,
+    /// Counted as parked against its IP (`--max-parked-per-ip`).
+    pub parked: bool,
     /// For WebSockets: framing and relay state.
     pub ws: Option<Box<crate::wsconn::WsConn>>,
 }
@@ -121,6 +123,7 @@ impl Conn {
             sub: None,
             pending: None,
             ws: None,
+            parked: false,
         }
     }
 

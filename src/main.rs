@@ -203,6 +203,26 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "max-parked-per-ip",
+        value: "N",
+        help: "waiting senders/receivers one client IP may hold (0 = no limit); past it 429",
+        default: |c| c.max_parked_per_ip.to_string(),
+        set: |c, v| {
+            c.max_parked_per_ip = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "ws-max-message",
+        value: "N",
+        help: "largest WebSocket message in bytes; past it close 1009",
+        default: |c| c.ws_max_message.to_string(),
+        set: |c, v| {
+            c.ws_max_message = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "no-splice",
         value: "",
         help: "move every body through the ring (no splice(2) zero-copy path)",

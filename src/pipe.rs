@@ -391,6 +391,14 @@ impl Server {
             Role::Sender => pipe.receivers.len() == n,
             Role::Receiver => pipe.sender.is_some() && pipe.receivers.len() + 1 == n,
         };
+        if !completes && !self.park_allowed(token) {
+            self.drop_pipe_if_empty(p);
+            let msg = format!(
+                "Too many waiting transfers from your address ({}); finish some first.",
+                self.config.max_parked_per_ip
+            );
+            return self.reject(token, minor, 429, &msg);
+        }
         let ring = if completes {
             match self.take_buf(p, role, &head) {
                 Some(r) => Some(r),
@@ -503,6 +511,7 @@ impl Server {
             self.start(p, ring);
             return;
         }
+        self.mark_parked(token);
         let conn = &mut self.conns[token.0];
         conn.ready.interest = match role {
             Role::Sender => Ready::WRITABLE,
@@ -613,7 +622,9 @@ impl Server {
             if let Some(h) = self.conns[t.0].timer.take() {
                 self.timers.cancel(h);
             }
+            self.unpark(t);
         }
+        let pipe = &self.pipes[p];
         let multipart = pipe.sender.as_ref().is_some_and(|s| s.multipart.is_some());
         if !multipart {
             self.write_receiver_heads(p);

@@ -97,6 +97,7 @@ pub struct Server {
     grace_deadline: Option<Instant>,
     pub(crate) hooks: Box<dyn Hooks>,
     pub(crate) kernel_pipes: usize,
+    pub(crate) parked_by_ip: HashMap<std::net::IpAddr, u32>,
     pub(crate) ws_waiting: HashMap<String, Token>,
     pub(crate) ws_running: std::collections::HashSet<String>,
     pub(crate) swarms: crate::signal::Swarms,
@@ -143,6 +144,7 @@ impl Server {
             grace_deadline: None,
             hooks: Box::new(DefaultHooks),
             kernel_pipes: 0,
+            parked_by_ip: HashMap::new(),
             ws_waiting: HashMap::new(),
             ws_running: std::collections::HashSet::new(),
             swarms: HashMap::new(),
@@ -593,6 +595,42 @@ impl Server {
         self.respond(token, out, keep_alive);
     }
 
+    /// Whether `token`'s client may park one more connection.
+    pub(crate) fn park_allowed(&self, token: Token) -> bool {
+        let limit = self.config.max_parked_per_ip;
+        let Some(conn) = self.conns.get(token.0) else {
+            return false;
+        };
+        limit == 0
+            || (self.parked_by_ip.get(&conn.peer.ip()).copied().unwrap_or(0) as usize) < limit
+    }
+
+    /// Count `token` as parked against its IP.
+    pub(crate) fn mark_parked(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token.0) {
+            if !conn.parked {
+                conn.parked = true;
+                *self.parked_by_ip.entry(conn.peer.ip()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// `token` no longer waits (it started, or it is closing).
+    pub(crate) fn unpark(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token.0) {
+            if conn.parked {
+                conn.parked = false;
+                let ip = conn.peer.ip();
+                if let Some(n) = self.parked_by_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.parked_by_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+    }
+
     /// Mark a connection for freeing at the end of this turn. A pipe party
     /// is detached from its pipe first.
     pub(crate) fn kill(&mut self, token: Token, why: &str) {
@@ -610,6 +648,10 @@ impl Server {
         }
         debug!("[{}] closing: {why}", token.0);
         self.dead.push(token);
+        self.unpark(token);
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
         let sub = conn.sub.take();
         let ws = conn.ws.take();
         if let Some(ws) = ws {

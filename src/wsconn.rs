@@ -170,6 +170,18 @@ impl Server {
             let msg = format!("A WebSocket pair on {key} is already connected; try another path.");
             return self.respond_error(token, head.minor, 409, &msg, false);
         }
+        let waiting = self.ws_waiting.get(&key).is_some_and(|p| {
+            self.conns
+                .get(p.0)
+                .is_some_and(|c| c.state == State::WebSocket)
+        });
+        if !waiting && !self.park_allowed(token) {
+            let msg = format!(
+                "Too many waiting transfers from your address ({}); finish some first.",
+                self.config.max_parked_per_ip
+            );
+            return self.respond_error(token, head.minor, 429, &msg, false);
+        }
         if self.ws_handshake(token, &head).is_none() {
             return;
         }
@@ -197,6 +209,7 @@ impl Server {
                 if let Some(h) = self.conns[peer.0].timer.take() {
                     self.timers.cancel(h);
                 }
+                self.unpark(peer);
                 self.ws_running.insert(key.clone());
                 log::info!("websocket pipe {key} bridged");
                 self.ws_drive(peer);
@@ -205,6 +218,7 @@ impl Server {
             _ => {
                 self.ws_become(token, WsMode::Waiting(key.clone()), &early);
                 self.ws_waiting.insert(key, token);
+                self.mark_parked(token);
                 let ttl = self.config.ttl;
                 let conn = &mut self.conns[token.0];
                 conn.ready.interest = Ready::WRITABLE;
