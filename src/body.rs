@@ -22,6 +22,8 @@ pub(crate) enum Purpose {
     Signal,
     /// `POST /events/<topic>`.
     Publish,
+    /// SockJS `xhr_send` / `jsonp_send`.
+    SockJsSend,
 }
 
 #[derive(Debug)]
@@ -121,10 +123,7 @@ impl Server {
             if let Some(conn) = self.conns.get_mut(token.0) {
                 conn.inbuf = early;
             }
-            return match purpose {
-                Purpose::Signal => self.signal_post(token, head, Vec::new()),
-                Purpose::Publish => self.topic_publish(token, head, Vec::new()),
-            };
+            return self.body_done(token, head, purpose, Vec::new());
         }
         let mut pending = PendingBody {
             head,
@@ -149,6 +148,14 @@ impl Server {
                 .insert(self.now, head_timeout, Timer::Conn(token)),
         );
         self.read_body(token);
+    }
+
+    fn body_done(&mut self, token: Token, head: Head, purpose: Purpose, body: Vec<u8>) {
+        match purpose {
+            Purpose::Signal => self.signal_post(token, head, body),
+            Purpose::Publish => self.topic_publish(token, head, body),
+            Purpose::SockJsSend => self.sj_send_body(token, head, body),
+        }
     }
 
     /// Readiness for a connection in `ReadingBody`.
@@ -209,10 +216,7 @@ impl Server {
                         body,
                         ..
                     } = *pending;
-                    return match purpose {
-                        Purpose::Signal => self.signal_post(token, head, body),
-                        Purpose::Publish => self.topic_publish(token, head, body),
-                    };
+                    return self.body_done(token, head, purpose, body);
                 }
             }
         }

@@ -72,6 +72,12 @@ pub struct Config {
     /// Waiting (parked) senders, receivers and WebSocket peers one client
     /// IP may hold at once; 0 = no limit (default 500).
     pub max_parked_per_ip: usize,
+    /// A SockJS session with no receiving connection ends after this
+    /// (default 5 s).
+    pub sockjs_disconnect_delay: Duration,
+    /// A SockJS streaming response ends after this many bytes; the client
+    /// opens a new one (default 128 KiB).
+    pub sockjs_response_limit: usize,
 }
 
 impl Default for Config {
@@ -103,6 +109,8 @@ impl Default for Config {
             splice: cfg!(target_os = "linux"),
             ws_max_message: 16 << 20,
             max_parked_per_ip: 500,
+            sockjs_disconnect_delay: Duration::from_secs(5),
+            sockjs_response_limit: 128 * 1024,
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum State {
     EventStream,
     /// A WebSocket (see `Conn::ws`).
     WebSocket,
+    /// The receiving response of a SockJS session (see `Conn::sj`).
+    SockJsRecv,
     /// Freed at the end of this loop turn; events for it are ignored.
     Dead,
 }
@@ -96,6 +98,8 @@ pub struct Conn {
     pub sub: Option<Box<crate::sse::Subscription>>,
     /// For short requests with a body: the request being read.
     pub pending: Option<Box<crate::body::PendingBody>>,
+    /// For SockJS receiving responses: the session it serves.
+    pub sj: Option<Box<crate::sjserver::SjLink>>,
     /// Counted as parked against its IP (`--max-parked-per-ip`).
     pub parked: bool,
     /// For WebSockets: framing and relay state.
@@ -124,6 +128,7 @@ impl Conn {
             pending: None,
             ws: None,
             parked: false,
+            sj: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub mod ring;
 pub mod route;
 pub mod server;
 mod signal;
+mod sjserver;
+pub mod sockjs;
 #[cfg(target_os = "linux")]
 pub mod splice;
 pub mod sse;

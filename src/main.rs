@@ -223,6 +223,26 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "sockjs-disconnect-delay",
+        value: "SECS",
+        help: "a SockJS session without a receiving connection ends after this",
+        default: |c| show_secs(c.sockjs_disconnect_delay),
+        set: |c, v| {
+            c.sockjs_disconnect_delay = secs(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "sockjs-response-limit",
+        value: "N",
+        help: "bytes after which a SockJS streaming response ends (the client reopens)",
+        default: |c| c.sockjs_response_limit.to_string(),
+        set: |c, v| {
+            c.sockjs_response_limit = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "no-splice",
         value: "",
         help: "move every body through the ring (no splice(2) zero-copy path)",

@@ -56,6 +56,16 @@ pub struct Gauges {
     pub swarms: usize,
     /// Event topics with subscribers.
     pub topics: usize,
+    /// Open WebSockets (pipes, echo, SockJS).
+    pub websockets: usize,
+    /// WebSocket pipes waiting for a peer.
+    pub ws_waiting: usize,
+    /// WebSocket pipes bridged.
+    pub ws_bridged: usize,
+    /// SockJS sessions.
+    pub sockjs_sessions: usize,
+    /// SockJS channels with members.
+    pub sockjs_channels: usize,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -139,6 +149,25 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "weir_event_streams_total{{event=\"dropped_slow\"}} {}",
         m.streams_dropped_slow
     );
+    family(&mut o, "weir_websockets", "gauge", "Open WebSockets.");
+    let _ = writeln!(o, "weir_websockets {}", g.websockets);
+    family(
+        &mut o,
+        "weir_ws_pipes",
+        "gauge",
+        "WebSocket pipes by state.",
+    );
+    let _ = writeln!(o, "weir_ws_pipes{{state=\"waiting\"}} {}", g.ws_waiting);
+    let _ = writeln!(o, "weir_ws_pipes{{state=\"bridged\"}} {}", g.ws_bridged);
+    family(&mut o, "weir_sockjs_sessions", "gauge", "SockJS sessions.");
+    let _ = writeln!(o, "weir_sockjs_sessions {}", g.sockjs_sessions);
+    family(
+        &mut o,
+        "weir_sockjs_channels",
+        "gauge",
+        "SockJS channels with members.",
+    );
+    let _ = writeln!(o, "weir_sockjs_channels {}", g.sockjs_channels);
     family(
         &mut o,
         "weir_signals_total",

@@ -45,6 +45,9 @@ impl Server {
     /// Route one parsed request.
     pub(crate) fn on_request(&mut self, token: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
+        if head.path.starts_with("/sockjs/") {
+            return self.sj_request(token, head, early);
+        }
         // A body we do not consume must not be read as the next request.
         let keep = head.keep_alive && !head.has_body() && !self.stopping();
         match head.method {
@@ -70,9 +73,6 @@ impl Server {
                 if self.config.reservations && p.starts_with("/reserve/") =>
             {
                 return self.reserve_upload(token, head, early)
-            }
-            (Method::Get, "/sockjs/echo/websocket") if head.upgrade_websocket => {
-                return self.ws_echo_request(token, head, early)
             }
             (Method::Get, p) if head.upgrade_websocket && !is_reserved(p) => {
                 return self.ws_pipe_request(token, head, early)
@@ -215,6 +215,15 @@ impl Server {
                 .count(),
             swarms: self.swarms.len(),
             topics: self.topics.len(),
+            websockets: self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::WebSocket)
+                .count(),
+            ws_waiting: self.ws_waiting.len(),
+            ws_bridged: self.ws_running.len(),
+            sockjs_sessions: self.sj_counts().0,
+            sockjs_channels: self.sj_counts().1,
         }
     }
 }

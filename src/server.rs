@@ -56,6 +56,8 @@ pub(crate) enum Timer {
     Pipe(usize),
     /// Retry accepting after the process ran out of file descriptors.
     Accept,
+    /// A SockJS session's heartbeat or expiry.
+    SockJs(usize),
 }
 
 /// Stops a running [`Server`] from another thread.
@@ -98,6 +100,7 @@ pub struct Server {
     pub(crate) hooks: Box<dyn Hooks>,
     pub(crate) kernel_pipes: usize,
     pub(crate) parked_by_ip: HashMap<std::net::IpAddr, u32>,
+    pub(crate) sj: crate::sjserver::SockJs,
     pub(crate) ws_waiting: HashMap<String, Token>,
     pub(crate) ws_running: std::collections::HashSet<String>,
     pub(crate) swarms: crate::signal::Swarms,
@@ -145,6 +148,7 @@ impl Server {
             hooks: Box::new(DefaultHooks),
             kernel_pipes: 0,
             parked_by_ip: HashMap::new(),
+            sj: crate::sjserver::SockJs::default(),
             ws_waiting: HashMap::new(),
             ws_running: std::collections::HashSet::new(),
             swarms: HashMap::new(),
@@ -168,6 +172,13 @@ impl Server {
     /// Replace the hooks that observe and word ephemeral sockets' moments.
     pub fn set_hooks(&mut self, hooks: Box<dyn Hooks>) {
         self.hooks = hooks;
+    }
+
+    /// Seconds since the Unix epoch, for `Expires` and `Date`-like headers.
+    pub(crate) fn unix_now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     /// Whether a stop was asked for.
@@ -281,6 +292,7 @@ impl Server {
                 State::ReadingHead if c.inbuf.is_empty() => self.kill(t, "shutdown"),
                 State::EventStream => self.end_stream(t, crate::sse::StreamEnd::Done),
                 State::WebSocket => self.ws_shutdown(t),
+                State::SockJsRecv => self.kill(t, "shutdown"),
                 State::Sender { pipe } | State::Receiver { pipe }
                     if !self.pipes.get(pipe).is_some_and(|p| p.streaming) =>
                 {
@@ -387,6 +399,7 @@ impl Server {
             State::ReadingBody => self.read_body(token),
             State::EventStream => self.stream_flush(token),
             State::WebSocket => self.ws_drive(token),
+            State::SockJsRecv => self.sj_recv_event(token),
             State::Dead => {}
         }
     }
@@ -654,6 +667,9 @@ impl Server {
         };
         let sub = conn.sub.take();
         let ws = conn.ws.take();
+        if let Some(link) = conn.sj.take() {
+            self.sj_detach_conn(*link);
+        }
         if let Some(ws) = ws {
             self.ws_detach(token, *ws);
         }
@@ -701,6 +717,7 @@ impl Server {
                     }
                 }
                 Timer::Pipe(p) => self.pipe_timer(p, handle),
+                Timer::SockJs(k) => self.sj_timer(k, handle),
                 Timer::Conn(token) => {
                     let Some(conn) = self.conns.get_mut(token.0) else {
                         continue;

@@ -47,6 +47,11 @@ pub(crate) enum WsMode {
     },
     /// Echoes every message.
     Echo,
+    /// Carries the SockJS session with this slab key (messages are
+    /// assembled and parsed as SockJS frames).
+    SockJs(usize),
+    /// A raw WebSocket member of a SockJS channel.
+    Raw(String),
 }
 
 /// A frame being echoed, held until complete.
@@ -75,6 +80,9 @@ pub struct WsConn {
     sent_close: bool,
     /// The frame being read is a data frame (its payload is relayed).
     cur_data: bool,
+    /// SockJS modes: the message being assembled, and complete ones.
+    msg: Vec<u8>,
+    inbox: Vec<String>,
 }
 
 impl WsConn {
@@ -94,6 +102,8 @@ impl WsConn {
             owed: 0,
             sent_close: false,
             cur_data: false,
+            msg: Vec::new(),
+            inbox: Vec::new(),
         }
     }
 }
@@ -137,21 +147,47 @@ impl Server {
             self.respond(token, out, false);
             return None;
         }
+        self.ws_accept(token, head).then_some(())
+    }
+
+    /// Write the `101` answer (or `400` for a bad key). Returns whether the
+    /// connection is now a WebSocket.
+    pub(crate) fn ws_accept(&mut self, token: Token, head: &Head) -> bool {
         let Some(key) = head.ws_key.as_deref().filter(|k| ws::valid_key(k)) else {
-            self.respond_error(
-                token,
-                minor,
-                400,
-                "Missing or invalid Sec-WebSocket-Key.",
-                false,
-            );
-            return None;
+            let msg = "Missing or invalid Sec-WebSocket-Key.";
+            self.respond_error(token, head.minor, 400, msg, false);
+            return false;
         };
         let conn = &mut self.conns[token.0];
         conn.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
         conn.out.extend_from_slice(ws::accept_key(key).as_bytes());
         conn.out.extend_from_slice(b"\r\n\r\n");
-        Some(())
+        true
+    }
+
+    /// Queue one text message to a WebSocket (dropped if it is closing).
+    pub(crate) fn ws_text(&mut self, token: Token, text: &[u8]) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        let Some(ws) = conn.ws.as_ref() else { return };
+        if conn.state != State::WebSocket || ws.sent_close || ws.owed > 0 {
+            return;
+        }
+        ws::write_header(&mut conn.out, true, OpCode::Text, text.len() as u64, None);
+        conn.out.extend_from_slice(text);
+        self.ws_flush(token);
+    }
+
+    /// Close a WebSocket with `code` and `reason`.
+    pub(crate) fn ws_close_with(&mut self, token: Token, code: u16, reason: &str) {
+        let p = close_payload(&ws::close_frame(code, reason));
+        self.ws_send_close(token, &p);
+    }
+
+    /// Make `token` a WebSocket in `mode` (after its `101`).
+    pub(crate) fn ws_become_pub(&mut self, token: Token, mode: WsMode, early: &[u8]) {
+        self.ws_become(token, mode, early);
     }
 
     fn ws_become(&mut self, token: Token, mode: WsMode, early: &[u8]) {
@@ -228,15 +264,6 @@ impl Server {
         }
     }
 
-    /// A raw WebSocket that echoes (the SockJS echo service's `/websocket`).
-    pub(crate) fn ws_echo_request(&mut self, token: Token, head: Head, early: Vec<u8>) {
-        if self.ws_handshake(token, &head).is_none() {
-            return;
-        }
-        self.ws_become(token, WsMode::Echo, &early);
-        self.ws_drive(token);
-    }
-
     /// Readiness for a WebSocket connection.
     pub(crate) fn ws_drive(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token.0) else {
@@ -300,17 +327,22 @@ impl Server {
         let Some(mut ws) = conn.ws.take() else { return };
         let target = match ws.mode {
             WsMode::Pipe { peer, .. } => peer,
-            WsMode::Echo => token,
+            WsMode::Echo | WsMode::SockJs(_) | WsMode::Raw(_) => token,
             WsMode::Waiting(_) => {
                 self.conns[token.0].ws = Some(ws);
                 return;
             }
         };
         let stop = self.ws_read_loop(token, target, &mut ws);
+        let inbox = std::mem::take(&mut ws.inbox);
+        let mode = ws.mode.clone();
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         conn.ws = Some(ws);
+        if !inbox.is_empty() {
+            self.sj_ws_messages(token, &mode, inbox);
+        }
         match stop {
             Stop::Idle => {}
             Stop::Closed(code, payload) => self.ws_closed(token, code, &payload),
@@ -377,7 +409,8 @@ impl Server {
                         return Stop::Failed(e);
                     }
                     ws.cur_data = !opcode.is_control();
-                    if ws.cur_data {
+                    let assemble = matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_));
+                    if ws.cur_data && !assemble {
                         if target == token {
                             ws.held = Some(HeldFrame {
                                 fin,
@@ -398,7 +431,11 @@ impl Server {
                     if let Err(e) = ws.msgs.on_payload(piece) {
                         return Stop::Failed(e);
                     }
-                    if let Some(h) = ws.held.as_mut() {
+                    if matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_)) {
+                        if ws.cur_data {
+                            ws.msg.extend_from_slice(piece);
+                        }
+                    } else if let Some(h) = ws.held.as_mut() {
                         h.data.extend_from_slice(piece);
                     } else if target != token && ws.cur_data {
                         let t = &mut self.conns[target.0];
@@ -419,6 +456,12 @@ impl Server {
                             }
                             Ok(Some(Completed::Close { code, payload })) => {
                                 return Stop::Closed(code, payload.as_bytes().to_vec());
+                            }
+                            Ok(Some(Completed::Message { .. }))
+                                if matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_)) =>
+                            {
+                                let bytes = std::mem::take(&mut ws.msg);
+                                ws.inbox.push(String::from_utf8_lossy(&bytes).into_owned());
                             }
                             Ok(_) => {
                                 if let Some(h) = ws.held.take() {
@@ -554,6 +597,7 @@ impl Server {
                 self.ws_running.remove(key);
             }
             WsMode::Echo => {}
+            WsMode::SockJs(_) | WsMode::Raw(_) => self.sj_ws_gone(token, mode),
         }
     }
 

@@ -47,7 +47,7 @@ const PERIOD: usize = 256;
 /// The static send buffer (plus one period, so any offset has a full slice).
 const PATTERN_LEN: usize = 1 << 20;
 /// Receive (discard) buffer per receiver.
-const RECV_BUF: usize = 1 << 20;
+const RECV_BUF: usize = 256 << 10;
 /// Chunk size of a `--chunked` upload.
 const CHUNK: usize = 64 << 10;
 /// Largest response head accepted.

@@ -105,6 +105,8 @@ pub struct Head {
     pub forwarded_host: Option<String>,
     /// `Cookie`.
     pub cookie: Option<String>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<String>,
 }
 
 impl Head {
@@ -255,6 +257,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
         forwarded_proto: None,
         forwarded_host: None,
         cookie: None,
+        if_none_match: None,
     };
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
@@ -330,6 +333,8 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
             head.forwarded_host = text(v);
         } else if name.eq_ignore_ascii_case("cookie") {
             head.cookie = text(v);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            head.if_none_match = text(v);
         }
     }
     head.framing = match (transfer_encoding, content_length) {
