@@ -98,7 +98,9 @@ impl Server {
                 }],
             },
         );
-        self.connect_peer(token, &head, 201, &id, &cid, &secret);
+        // 200, not koa-signal's 201: EventSource fails on any other status,
+        // and swarms are made for browsers (docs/protocol.md §3).
+        self.connect_peer(token, &head, 200, &id, &cid, &secret);
     }
 
     /// `GET /signal/<id>`: join a swarm.

@@ -189,7 +189,7 @@ impl Server {
                     service.cookie_needed(),
                     u32::from_le_bytes(entropy),
                 );
-                response::status_line(&mut out, minor, 200);
+                response::status_line_bare(&mut out, minor, 200);
                 sockjs::push_info_headers(&mut out, &req_info(&head));
                 finish_head(&mut out, minor, Some(body.len()), keep);
                 out.extend_from_slice(body.as_bytes());
@@ -202,18 +202,18 @@ impl Server {
                     .as_deref()
                     .is_some_and(|inm| sockjs::etag_matches(inm, &etag));
                 if fresh {
-                    response::status_line(&mut out, minor, 304);
+                    response::status_line_bare(&mut out, minor, 304);
                     sockjs::push_iframe_headers(&mut out, &etag, unix, false);
                     finish_head(&mut out, minor, None, keep);
                 } else {
-                    response::status_line(&mut out, minor, 200);
+                    response::status_line_bare(&mut out, minor, 200);
                     sockjs::push_iframe_headers(&mut out, &etag, unix, true);
                     finish_head(&mut out, minor, Some(html.len()), keep);
                     out.extend_from_slice(html.as_bytes());
                 }
             }
             Route::Preflight { allow_methods } => {
-                response::status_line(&mut out, minor, 204);
+                response::status_line_bare(&mut out, minor, 204);
                 sockjs::push_preflight_headers(
                     &mut out,
                     allow_methods,
@@ -224,7 +224,7 @@ impl Server {
                 finish_head(&mut out, minor, None, keep);
             }
             Route::MethodNotAllowed { allow } => {
-                response::status_line(&mut out, minor, 405);
+                response::status_line_bare(&mut out, minor, 405);
                 out.extend_from_slice(format!("Allow: {allow}\r\n").as_bytes());
                 finish_head(&mut out, minor, Some(0), keep);
             }
@@ -291,7 +291,7 @@ impl Server {
         let minor = head.minor;
         let chunked = minor >= 1;
         let conn = &mut self.conns[token.0];
-        response::status_line(&mut conn.out, minor, 200);
+        response::status_line_bare(&mut conn.out, minor, 200);
         sockjs::push_session_headers(
             &mut conn.out,
             transport,
@@ -636,7 +636,7 @@ impl Server {
         } else {
             (200, b"ok")
         };
-        response::status_line(&mut out, minor, status);
+        response::status_line_bare(&mut out, minor, status);
         sockjs::push_session_headers(
             &mut out,
             transport,

@@ -153,7 +153,9 @@ impl Server {
         }
         self.metrics.events_published += 1;
         let text = format!("{delivered}\n");
-        let extra = format!("X-Subscribers: {delivered}\r\n");
+        let extra = format!(
+            "X-Subscribers: {delivered}\r\nAccess-Control-Expose-Headers: X-Subscribers\r\n"
+        );
         let mut out = Vec::with_capacity(256);
         response::Short {
             minor,

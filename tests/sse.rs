@@ -70,7 +70,7 @@ fn connect_peer(relay: &Relay, path: &str, status: u16) -> Peer {
 #[test]
 fn koa_signal_flow() {
     let relay = Relay::start();
-    let mut init = connect_peer(&relay, "/signal", 201);
+    let mut init = connect_peer(&relay, "/signal", 200);
     let id = init.id.clone();
     let mut peer = connect_peer(&relay, &format!("/signal/{id}"), 200);
     assert_eq!(peer.id, id);
@@ -168,7 +168,7 @@ fn signal_error_statuses() {
     let post_unknown = post(relay.addr, "/signal/nope", "application/json", "{}");
     assert_eq!(post_unknown.status, 404);
 
-    let init = connect_peer(&relay, "/signal", 201);
+    let init = connect_peer(&relay, "/signal", 200);
     let path = format!("/signal/{}", init.id);
     let tok = &init.token;
     let cases: Vec<(&str, String, u16)> = vec![
