@@ -4,6 +4,12 @@
 //!
 //! Every figure is payload bytes per second over a 1 MiB body, fed in 64 KiB
 //! slices as a socket read would hand them over.
+//!
+//! The decoder never reads payload bytes: it steps through the framing and
+//! returns each chunk's data as a range. With 16 KiB chunks its figure is
+//! therefore the framing cost alone, far above memory bandwidth; copying the
+//! payload is the ring's work (`benches/ring.rs`). Small chunks show the
+//! byte-at-a-time framing path, which is what a chatty sender costs.
 
 use criterion::{criterion_main, Criterion, Throughput};
 use std::hint::black_box;
