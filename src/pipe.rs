@@ -544,6 +544,8 @@ impl Server {
             Ok(_) => {
                 if !conn.out_pending() {
                     conn.ready.interest.remove(Ready::WRITABLE);
+                    // A parked party may wait for minutes: keep nothing.
+                    conn.out = Vec::new();
                 }
             }
             Err(e) => {
