@@ -447,35 +447,9 @@ fn form_value<'a>(s: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a
-/// byte; a `%` without two hex digits stays. `None` if not UTF-8.
+/// `application/x-www-form-urlencoded` decoding (the relay's one decoder).
 fn form_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                b.get(i + 1).and_then(|&c| hex(c)),
-                b.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    crate::http::percent_decode(s)
 }
 
 // ---------------------------------------------------------------------------
