@@ -20,21 +20,8 @@ impl Server {
     /// `POST /` or `PUT /`: open an ephemeral socket.
     pub(crate) fn ephemeral_open(&mut self, token: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
-        if head.framing == BodyFraming::None {
-            return self.respond_error(
-                token,
-                minor,
-                411,
-                "POST / needs a body, sent with Content-Length or Transfer-Encoding: chunked.",
-                false,
-            );
-        }
-        let multipart = match self.sender_checks(&head) {
-            Ok(m) => m,
-            Err((status, msg)) => {
-                self.metrics.transfers_rejected += 1;
-                return self.respond_error(token, minor, status, &msg, false);
-            }
+        let Some(multipart) = self.upload_checks(token, &head) else {
+            return;
         };
         let Some(id) = self.fresh_id() else {
             return self.respond_error(
@@ -143,26 +130,36 @@ impl Server {
         let Some(p) = open else {
             return self.not_found(token, minor, &id);
         };
-        if head.framing == BodyFraming::None {
-            return self.respond_error(
-                token,
-                minor,
-                411,
-                "The upload needs a body, sent with Content-Length or Transfer-Encoding: chunked.",
-                false,
-            );
-        }
-        let multipart = match self.sender_checks(&head) {
-            Ok(m) => m,
-            Err((status, msg)) => {
-                self.metrics.transfers_rejected += 1;
-                return self.respond_error(token, minor, status, &msg, false);
-            }
+        let Some(multipart) = self.upload_checks(token, &head) else {
+            return;
         };
         if let Some(e) = self.pipes[p].ephemeral.as_mut() {
             e.claimed = true;
         }
         self.join(p, token, head, early, Role::Sender, multipart);
+    }
+
+    /// An ephemeral upload needs a body and must pass the sender checks;
+    /// `None` when it was answered with an error.
+    fn upload_checks(
+        &mut self,
+        token: Token,
+        head: &Head,
+    ) -> Option<Option<Box<crate::http::multipart::MultipartScanner>>> {
+        if head.framing == BodyFraming::None {
+            let msg =
+                "The upload needs a body, sent with Content-Length or Transfer-Encoding: chunked.";
+            self.respond_error(token, head.minor, 411, msg, false);
+            return None;
+        }
+        match self.sender_checks(head) {
+            Ok(m) => Some(m),
+            Err((status, msg)) => {
+                self.metrics.transfers_rejected += 1;
+                self.respond_error(token, head.minor, status, &msg, false);
+                None
+            }
+        }
     }
 
     fn not_found(&mut self, token: Token, minor: u8, id: &str) {

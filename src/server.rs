@@ -530,17 +530,24 @@ impl Server {
         };
         conn.state = State::Responding { keep_alive: false };
         conn.ready.interest = Ready::WRITABLE;
+        self.bound_final_write(token);
+        self.drive_plain(token);
+    }
+
+    /// A client that never reads its last response must not hold its slot
+    /// forever: a timer bounds the final write.
+    fn bound_final_write(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
         if let Some(h) = conn.timer.take() {
             self.timers.cancel(h);
         }
-        // A client that never reads its response must not hold the slot
-        // forever: the linger timer also bounds the final write.
         conn.timer = Some(self.timers.insert(
             self.now,
             self.config.linger.max(Duration::from_secs(1)) * 5,
             Timer::Conn(token),
         ));
-        self.drive_plain(token);
     }
 
     fn start_linger(&mut self, token: Token) {
@@ -577,14 +584,7 @@ impl Server {
         conn.state = State::Responding { keep_alive };
         conn.ready.interest = Ready::WRITABLE;
         if !keep_alive {
-            if let Some(h) = conn.timer.take() {
-                self.timers.cancel(h);
-            }
-            conn.timer = Some(self.timers.insert(
-                self.now,
-                self.config.linger.max(Duration::from_secs(1)) * 5,
-                Timer::Conn(token),
-            ));
+            self.bound_final_write(token);
         }
         self.drive_plain(token);
     }
