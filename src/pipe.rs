@@ -526,6 +526,16 @@ impl Server {
             );
         }
         self.flush_party(token);
+        // R2/R3: edges seen while the head was read are kept in `event`. A
+        // close that came in the same read as the head is one of them, and
+        // no new edge will repeat it: act on what is kept, now.
+        if self
+            .conns
+            .get(token.0)
+            .is_some_and(|c| c.state != State::Dead)
+        {
+            self.pipe_event(p, token);
+        }
     }
 
     fn reject(&mut self, token: Token, minor: u8, status: u16, msg: &str) {
@@ -738,8 +748,12 @@ impl Server {
             return;
         }
         if is_sender {
+            let body_in_kernel = self.pipes[p]
+                .sender
+                .as_ref()
+                .is_some_and(|s| body_complete_in_kernel(s, &conn.sock));
             if conn.ready.event.contains(Ready::ERROR)
-                || (conn.ready.event.contains(Ready::HUP) && !until_close)
+                || (conn.ready.event.contains(Ready::HUP) && !until_close && !body_in_kernel)
             {
                 // A framed body's sender that shuts down before it is read
                 // has given up (R7 holds for streaming senders, whose bytes
@@ -1502,6 +1516,26 @@ impl Server {
             }
             conn.ready.interest = interest;
         }
+    }
+}
+
+/// Whether a parked sender's declared body is already complete: the bytes
+/// that came with its head plus those waiting in the kernel cover its
+/// `Content-Length`. Then a half-close is the end of a complete upload (as
+/// `nc -N` sends), not a sender giving up.
+fn body_complete_in_kernel(s: &SenderSide, sock: &mio::net::TcpStream) -> bool {
+    let BodyFraming::Length(len) = s.framing else {
+        return false;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let queued = rustix::io::ioctl_fionread(sock).unwrap_or(0);
+        (s.early.len() as u64).saturating_add(queued) >= len
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = sock;
+        s.early.len() as u64 >= len
     }
 }
 

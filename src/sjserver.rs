@@ -348,6 +348,8 @@ impl Server {
                     conn.ready.interest = Ready::READABLE | Ready::WRITABLE;
                     self.sj.sessions[k].recv = Some(recv);
                     self.sj_flush(token);
+                    // As for pipes: act on a close that came with the head.
+                    self.sj_recv_event(token);
                 }
                 if opened {
                     self.sj_opened(k, service);

@@ -700,3 +700,24 @@ fn n2_one_receiver_leaves_the_other_gets_every_byte() {
     drop(sender);
     relay.assert_idle();
 }
+
+/// `nc -N` style: the whole declared body, then a half-close, while parked.
+/// The half-close ends a complete upload; it is not a sender giving up.
+#[test]
+fn a_parked_sender_that_sent_its_whole_body_then_half_closed_is_delivered() {
+    let relay = Relay::start();
+    let mut s = connect(relay.addr);
+    s.write_all(b"PUT /ncn HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    half_close(&s);
+    relay.wait_metric("weir_pipes{state=\"waiting\"}", 1.0);
+    let mut r = start_receiver(relay.addr, "/ncn");
+    let got = parse_response(&read_to_end(&mut r));
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"hello"[..]));
+    let sent = String::from_utf8_lossy(&read_to_end(&mut s)).into_owned();
+    assert!(
+        sent.contains("[INFO] Sent successfully! (5 bytes)"),
+        "{sent}"
+    );
+    relay.assert_idle();
+}
