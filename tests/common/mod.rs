@@ -984,3 +984,239 @@ pub fn ws_close_of(f: &WsFrame) -> (u16, String) {
     let code = u16::from_be_bytes([f.payload[0], f.payload[1]]);
     (code, String::from_utf8(f.payload[2..].to_vec()).unwrap())
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for the hostile, exhaustion, soak and simulation tests.
+
+/// The relay still answers a plain request: `GET /healthz` is `200 ok`.
+pub fn assert_serves(addr: SocketAddr) {
+    let r = get(addr, "/healthz");
+    assert_eq!(r.status, 200, "{:?}", r.text());
+    assert_eq!(r.body, b"ok\n");
+}
+
+/// Read until the peer closes (or resets) and return what came before,
+/// with whether it ended in an error; panics at `within`.
+pub fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<io::Error>) {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "not closed within {within:?}; read {} bytes",
+            out.len()
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// Expect no byte on `s` for `quiet` (a negative check with a bound, not a
+/// synchronisation): panics if anything arrives or the peer closes.
+pub fn assert_no_response(s: &mut TcpStream, quiet: Duration) {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => panic!("closed instead of staying silent"),
+        Ok(_) => panic!("answered while it should wait"),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+        Err(e) => panic!("read error while waiting: {e}"),
+    }
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+}
+
+/// Close abortively: `SO_LINGER 0`, so the peer sees a reset, as when a
+/// client crashes or its network goes away.
+pub fn reset(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
+/// A small seeded generator (splitmix64): test plans, never IDs.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(lo <= hi);
+        let span = hi - lo;
+        if span == u64::MAX {
+            return self.next_u64();
+        }
+        lo + self.next_u64() % (span + 1)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0);
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// A size in `0..=max`, spread over the orders of magnitude (so that
+    /// small and large values both come up often).
+    pub fn size(&mut self, max: u64) -> u64 {
+        let bits = 64 - max.leading_zeros() as u64;
+        let b = self.range(0, bits);
+        let cap = if b >= 64 {
+            max
+        } else {
+            ((1u64 << b) - 1).min(max)
+        };
+        self.range(0, cap)
+    }
+}
+
+/// The seed for a seeded test: `$WEIR_SEED` to replay, else a fresh one.
+pub fn test_seed() -> u64 {
+    match std::env::var("WEIR_SEED") {
+        Ok(s) => {
+            let s = s.trim();
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            parsed.unwrap_or_else(|_| panic!("WEIR_SEED={s:?} is not a number"))
+        }
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            let mut r = Rng::new(t ^ (u64::from(std::process::id()) << 32) ^ unique());
+            r.next_u64()
+        }
+    }
+}
+
+/// Prints how to replay a seeded test when it fails (on drop while panicking).
+pub struct SeedReport {
+    pub name: &'static str,
+    pub seed: u64,
+}
+
+impl SeedReport {
+    pub fn new(name: &'static str, seed: u64) -> SeedReport {
+        eprintln!("{name}: seed {seed} (replay with WEIR_SEED={seed})");
+        SeedReport { name, seed }
+    }
+}
+
+impl Drop for SeedReport {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{} FAILED with seed {}: replay with WEIR_SEED={} cargo test --test <file> {}",
+                self.name, self.seed, self.seed, self.name
+            );
+        }
+    }
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+impl Binary {
+    /// Like [`Binary::start`], with the open-file limit lowered to `nofile`
+    /// (through the shell's `ulimit`, then `exec`, so the pid is weir's).
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Binary {
+        for _ in 0..20 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut child = Command::new("bash")
+                .arg("-c")
+                .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_weir"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(args)
+                .env("RUST_LOG", "error")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn weir under ulimit");
+            let deadline = Instant::now() + DEADLINE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if let Ok(s) = TcpStream::connect(addr) {
+                    drop(s);
+                    // The probe is a connection too: wait until the relay
+                    // answers, so it is accepted and gone before the test.
+                    let r = get(addr, "/healthz");
+                    assert_eq!(r.status, 200);
+                    return Binary { child, addr };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("weir did not start under ulimit");
+    }
+
+    /// The open-file limit the running relay actually has.
+    pub fn nofile_limit(&self) -> u64 {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
+        limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse().ok())
+            .expect("Max open files")
+    }
+
+    /// File descriptors the relay holds now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
