@@ -64,7 +64,13 @@ pub fn status_line(out: &mut Vec<u8>, minor: u8, status: u16) {
 /// (SockJS echoes the `Origin`; a second `Access-Control-Allow-Origin`
 /// would make browsers refuse the response).
 pub fn status_line_bare(out: &mut Vec<u8>, minor: u8, status: u16) {
-    let _ = write!(out, "HTTP/1.{} {} {}\r\n", minor.min(1), status, reason(status));
+    let _ = write!(
+        out,
+        "HTTP/1.{} {} {}\r\n",
+        minor.min(1),
+        status,
+        reason(status)
+    );
 }
 
 /// A complete short response with a text body.
