@@ -83,6 +83,8 @@ pub struct WsConn {
     /// SockJS modes: the message being assembled, and complete ones.
     msg: Vec<u8>,
     inbox: Vec<String>,
+    /// The parser said `NeedMore` for what is buffered.
+    need_input: bool,
 }
 
 impl WsConn {
@@ -104,6 +106,7 @@ impl WsConn {
             cur_data: false,
             msg: Vec::new(),
             inbox: Vec::new(),
+            need_input: n == 0,
         }
     }
 }
@@ -378,7 +381,11 @@ impl Server {
                     return Stop::Idle;
                 }
             }
-            if ws.start == ws.end {
+            // Parse first, read only when the parser asks for input: after
+            // a header with a zero length the (empty) payload is ready with
+            // no bytes at all, and reading first would hold that frame
+            // until the client sent something else.
+            if ws.start == ws.end && ws.need_input {
                 let conn = &mut self.conns[token.0];
                 if !conn.ready.can_read() {
                     return Stop::Idle;
@@ -387,6 +394,7 @@ impl Server {
                     Io::Moved(n) => {
                         ws.start = 0;
                         ws.end = n;
+                        ws.need_input = false;
                     }
                     Io::WouldBlock => return Stop::Idle,
                     Io::Eof | Io::Failed(_) => return Stop::Gone,
@@ -401,6 +409,7 @@ impl Server {
             match item {
                 Parsed::NeedMore => {
                     ws.start = ws.end;
+                    ws.need_input = true;
                 }
                 Parsed::Header {
                     fin, opcode, len, ..

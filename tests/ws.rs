@@ -219,3 +219,25 @@ fn echo_endpoint_echoes_and_fails_bad_frames() {
     drop(s);
     relay.assert_idle();
 }
+
+/// Autobahn 1.1.1 / 2.1 / 7.3.1: a frame with an empty payload is acted on
+/// at once, not when the next bytes arrive.
+#[test]
+fn empty_frames_are_answered_at_once() {
+    let relay = Relay::start();
+    let mut s = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    ws_send(&mut s, true, OpCode::Text, b"");
+    let f = ws_recv(&mut s).unwrap();
+    assert_eq!((f.opcode, f.payload.len()), (OpCode::Text, 0));
+    ws_send(&mut s, true, OpCode::Ping, b"");
+    assert_eq!(ws_recv(&mut s).unwrap().opcode, OpCode::Pong);
+    ws_send(&mut s, false, OpCode::Binary, b"ab");
+    ws_send(&mut s, true, OpCode::Continuation, b"");
+    assert_eq!(ws_recv(&mut s).unwrap().payload, b"ab");
+    assert_eq!(ws_recv(&mut s).unwrap().payload, b"");
+    ws_send(&mut s, true, OpCode::Close, b"");
+    let f = ws_recv(&mut s).unwrap();
+    assert_eq!((f.opcode, f.payload.len()), (OpCode::Close, 0));
+    drop(s);
+    relay.assert_idle();
+}
