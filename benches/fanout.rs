@@ -57,7 +57,10 @@ fn publish(addr: SocketAddr, n: u64) {
     .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
-    assert!(out.ends_with(format!("{SUBSCRIBERS}\n").as_bytes()), "not every subscriber reached");
+    assert!(
+        out.ends_with(format!("{SUBSCRIBERS}\n").as_bytes()),
+        "not every subscriber reached"
+    );
 }
 
 fn fanout(c: &mut Criterion) {

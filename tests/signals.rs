@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -22,17 +26,29 @@ fn sigterm_lets_a_running_transfer_finish_and_tells_waiting_clients() {
     // A running transfer: 2 MiB declared, half sent so far.
     let body = pattern(2 << 20, 9);
     let mut sender = connect(addr);
-    write!(sender, "PUT /run HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    write!(
+        sender,
+        "PUT /run HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     let mut receiver = start_receiver(addr, "/run");
     sender.write_all(&body[..1 << 20]).unwrap();
     // A waiting sender on another path.
     let mut waiting = connect(addr);
-    write!(waiting, "PUT /wait HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n").unwrap();
+    write!(
+        waiting,
+        "PUT /wait HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n"
+    )
+    .unwrap();
     read_until(&mut waiting, b"Waiting for 1 receiver(s)");
     signal(relay.pid(), "-TERM");
     // The waiting client is told and its response ends.
     let told = String::from_utf8_lossy(&read_to_end(&mut waiting)).into_owned();
-    assert!(told.contains("[ERROR] The relay is shutting down."), "{told}");
+    assert!(
+        told.contains("[ERROR] The relay is shutting down."),
+        "{told}"
+    );
     // No new connection is served.
     let refused = match TcpStream::connect(addr) {
         Err(_) => true,
