@@ -275,7 +275,14 @@ impl<T> TimerWheel<T> {
         let now_tick = self.floor_tick(now);
         // `now_tick + 1` holds deadlines in `(now_tick, now_tick + 1]` ticks,
         // some of which may be `<= now`.
-        let end = (now_tick + 1).max(self.cur);
+        // The first tick a deadline later than `now` can be filed at: before
+        // the origin every deadline ceils to tick 0; past MAX_TICK all clamp.
+        let after_now = if now < self.origin {
+            0
+        } else {
+            (now_tick + 1).min(MAX_TICK)
+        };
+        let end = after_now.max(self.cur);
         let visits = (end - self.cur)
             .saturating_add(1)
             .min(self.slots.len() as u64);
