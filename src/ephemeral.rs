@@ -24,13 +24,7 @@ impl Server {
             return;
         };
         let Some(id) = self.fresh_id() else {
-            return self.respond_error(
-                token,
-                minor,
-                503,
-                "No random ID could be made; try again.",
-                false,
-            );
+            return self.respond_no_id(token, minor);
         };
         let deadline = self.now + self.config.ttl;
         let p = self.new_pipe(
@@ -73,13 +67,7 @@ impl Server {
             }
         }
         let Some(id) = self.fresh_id() else {
-            return self.respond_error(
-                token,
-                minor,
-                503,
-                "No random ID could be made; try again.",
-                false,
-            );
+            return self.respond_no_id(token, minor);
         };
         let ttl = self.config.ttl;
         let deadline = self.now + ttl;

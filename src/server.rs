@@ -589,6 +589,12 @@ impl Server {
         self.drive_plain(token);
     }
 
+    /// The OS random source failed (it practically never does): `503`.
+    pub(crate) fn respond_no_id(&mut self, token: Token, minor: u8) {
+        let msg = "No random ID could be made; try again.";
+        self.respond_error(token, minor, 503, msg, false);
+    }
+
     /// An `[ERROR]` answer.
     pub(crate) fn respond_error(
         &mut self,

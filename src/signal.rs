@@ -79,13 +79,7 @@ impl Server {
         }
         let (Ok(id), Ok(cid), Ok(secret)) = (ids::new_token(), ids::new_token(), ids::new_token())
         else {
-            return self.respond_error(
-                token,
-                head.minor,
-                503,
-                "No random ID could be made; try again.",
-                false,
-            );
+            return self.respond_no_id(token, head.minor);
         };
         self.swarms.insert(
             id.clone(),
@@ -130,13 +124,7 @@ impl Server {
             return self.respond_error(token, minor, 409, &msg, false);
         }
         let (Ok(cid), Ok(secret)) = (ids::new_token(), ids::new_token()) else {
-            return self.respond_error(
-                token,
-                minor,
-                503,
-                "No random ID could be made; try again.",
-                false,
-            );
+            return self.respond_no_id(token, minor);
         };
         let swarm = self.swarms.get_mut(id).expect("checked above");
         swarm.peers.push(Peer {

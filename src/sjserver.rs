@@ -685,16 +685,7 @@ impl Server {
         channel: &str,
         key: String,
     ) {
-        if !service.websocket() {
-            return self.respond_error(
-                token,
-                head.minor,
-                404,
-                "WebSocket is disabled on this channel.",
-                false,
-            );
-        }
-        if !self.sj_upgrade(token, &head) {
+        if !self.sj_upgrade(token, &head, service) {
             return;
         }
         let (k, attach) = self.sj_attach(service, channel, key, Receiver::WebSocket);
@@ -737,16 +728,7 @@ impl Server {
         service: Service,
         channel: &str,
     ) {
-        if !service.websocket() {
-            return self.respond_error(
-                token,
-                head.minor,
-                404,
-                "WebSocket is disabled on this channel.",
-                false,
-            );
-        }
-        if !self.sj_upgrade(token, &head) {
+        if !self.sj_upgrade(token, &head, service) {
             return;
         }
         match service {
@@ -769,8 +751,13 @@ impl Server {
     }
 
     /// The SockJS flavour of the upgrade checks (400 with SockJS's texts).
-    fn sj_upgrade(&mut self, token: Token, head: &Head) -> bool {
+    fn sj_upgrade(&mut self, token: Token, head: &Head, service: Service) -> bool {
         let minor = head.minor;
+        if !service.websocket() {
+            let msg = "WebSocket is disabled on this channel.";
+            self.respond_error(token, minor, 404, msg, false);
+            return false;
+        }
         if !head.upgrade_websocket || !head.connection_upgrade {
             self.respond_error(token, minor, 400, sockjs::ERR_NOT_WEBSOCKET, false);
             return false;
