@@ -433,6 +433,31 @@ mod tests {
     }
 
     #[test]
+    fn expire_before_origin_does_not_strand_a_deadline_at_origin() {
+        // fuzz/regressions/timer-stranded-before-origin.bin
+        let origin = Instant::now() + ms(1000);
+        let mut w = TimerWheel::new(origin, ms(6), 4);
+        w.insert_at(origin, 1);
+        assert!(expire_now(&mut w, origin - ms(219)).is_empty());
+        assert_eq!(expire_now(&mut w, origin), [1], "stranded behind the wheel");
+        assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn expire_past_the_last_tick_is_not_late() {
+        // fuzz/regressions/timer-late-at-tick-clamp.bin
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0, ms(6), 4);
+        let d1 = t0 + Duration::from_secs(200_000_000_000_000_000); // past u64::MAX ticks
+        let d2 = d1 + Duration::from_secs(1);
+        w.insert_at(d1, 1);
+        w.insert_at(d2, 2);
+        assert_eq!(expire_now(&mut w, d1), [1]);
+        assert_eq!(expire_now(&mut w, d2), [2], "its slot is behind the wheel");
+        assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
     fn fires_at_exact_deadline_not_at_the_rounded_tick() {
         let (t0, mut w) = wheel(64);
         let h = w.insert(t0, ms(15), 1);
