@@ -689,7 +689,7 @@ impl Server {
             return;
         }
         let (k, attach) = self.sj_attach(service, channel, key, Receiver::WebSocket);
-        self.ws_become_pub(token, WsMode::SockJs(k), &early);
+        self.ws_become(token, WsMode::SockJs(k), &early);
         match attach {
             Attach::Rejected(frame) => {
                 self.ws_text(token, frame.as_bytes());
@@ -733,7 +733,7 @@ impl Server {
         }
         match service {
             Service::Bridge => {
-                self.ws_become_pub(token, WsMode::Raw(channel.to_string()), &early);
+                self.ws_become(token, WsMode::Raw(channel.to_string()), &early);
                 self.sj
                     .channels
                     .entry(channel.to_string())
@@ -741,11 +741,11 @@ impl Server {
                     .push(Member::Raw(token));
             }
             Service::Close => {
-                self.ws_become_pub(token, WsMode::Echo, &early);
+                self.ws_become(token, WsMode::Echo, &early);
                 let (code, reason) = sockjs::CLOSE_GO_AWAY;
                 self.ws_close_with(token, code, reason);
             }
-            _ => self.ws_become_pub(token, WsMode::Echo, &early),
+            _ => self.ws_become(token, WsMode::Echo, &early),
         }
         self.ws_drive(token);
     }

@@ -430,7 +430,7 @@ pub fn callback_param(query: Option<&str>) -> Result<String, CallbackError> {
     if raw.len() > 3 * MAX_CALLBACK_LEN {
         return Err(CallbackError::Invalid);
     }
-    let c = form_decode(raw).ok_or(CallbackError::Invalid)?;
+    let c = crate::http::percent_decode(raw).ok_or(CallbackError::Invalid)?;
     if valid_callback(&c) {
         Ok(c)
     } else {
@@ -445,11 +445,6 @@ fn form_value<'a>(s: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then_some(v)
     })
-}
-
-/// `application/x-www-form-urlencoded` decoding (the relay's one decoder).
-fn form_decode(s: &str) -> Option<String> {
-    crate::http::percent_decode(s)
 }
 
 // ---------------------------------------------------------------------------
@@ -690,7 +685,7 @@ pub fn parse_send(t: Transport, content_type: &str, body: &[u8]) -> Result<Vec<S
             let value = if mime == "application/x-www-form-urlencoded" {
                 let text = std::str::from_utf8(body).map_err(|_| SendError::BrokenJson)?;
                 let d = form_value(text, "d").ok_or(SendError::Empty)?;
-                let d = form_decode(d).ok_or(SendError::BrokenJson)?;
+                let d = crate::http::percent_decode(d).ok_or(SendError::BrokenJson)?;
                 if d.is_empty() {
                     return Err(SendError::Empty);
                 }

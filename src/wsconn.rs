@@ -189,11 +189,7 @@ impl Server {
     }
 
     /// Make `token` a WebSocket in `mode` (after its `101`).
-    pub(crate) fn ws_become_pub(&mut self, token: Token, mode: WsMode, early: &[u8]) {
-        self.ws_become(token, mode, early);
-    }
-
-    fn ws_become(&mut self, token: Token, mode: WsMode, early: &[u8]) {
+    pub(crate) fn ws_become(&mut self, token: Token, mode: WsMode, early: &[u8]) {
         let max = self.config.ws_max_message;
         let conn = &mut self.conns[token.0];
         conn.state = State::WebSocket;
