@@ -1,10 +1,12 @@
-//! The multipart scanner gives the same file payload, part info and outcome
+//! The multipart scanner gives the same payload, part info and outcome
 //! whether the body arrives whole, in pieces whose sizes the input chooses,
-//! or a byte at a time; and the attachment header it leads to is always a
-//! clean header value.
+//! or a byte at a time, in both of its modes (first file part, first part
+//! of any kind); and the attachment header it leads to is always a clean
+//! header value.
 //!
 //! Input: a Content-Type line ending in `\n` (the boundary comes from it),
-//! three bytes of piece sizes (cycled; 0 feeds an empty slice), the body.
+//! three bytes of piece sizes (cycled; 0 feeds an empty slice; the low bit
+//! of the first picks the mode), the body.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,8 +23,12 @@ struct Outcome {
     file: Option<PartInfo>,
 }
 
-fn scan(boundary: &str, pieces: &[&[u8]]) -> Outcome {
-    let mut sc = MultipartScanner::new(boundary);
+fn scan(boundary: &str, any_part: bool, pieces: &[&[u8]]) -> Outcome {
+    let mut sc = if any_part {
+        MultipartScanner::first_part(boundary)
+    } else {
+        MultipartScanner::new(boundary)
+    };
     let mut payload = Vec::new();
     let mut last = Ok(false);
     for piece in pieces {
@@ -72,7 +78,8 @@ fuzz_target!(|data: &[u8]| {
     // Without a valid boundary, the raw line exercises the refusal path.
     let boundary = boundary_from_content_type(&ct).unwrap_or_else(|| ct.to_string());
 
-    let whole = scan(&boundary, &[body]);
+    let any_part = sizes[0] & 1 == 1;
+    let whole = scan(&boundary, any_part, &[body]);
     let mut sizes = sizes.map(|s| usize::from(s % 64));
     if sizes == [0; 3] {
         // Three zero sizes would never move on.
@@ -87,9 +94,9 @@ fuzz_target!(|data: &[u8]| {
         rest = r;
         k += 1;
     }
-    assert_eq!(scan(&boundary, &pieces), whole, "pieces {sizes:?}");
+    assert_eq!(scan(&boundary, any_part, &pieces), whole, "pieces {sizes:?}");
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
-    assert_eq!(scan(&boundary, &bytes), whole, "byte at a time");
+    assert_eq!(scan(&boundary, any_part, &bytes), whole, "byte at a time");
 
     if let Some(name) = whole.file.and_then(|f| f.filename) {
         let cd = content_disposition_attachment(&name);

@@ -1,6 +1,11 @@
 //! Streaming `multipart/form-data` scanner (RFC 7578 / RFC 2046 §5.1) that
-//! extracts the payload of the first file part, plus the RFC 6266
+//! extracts the payload of one part, plus the RFC 6266
 //! `Content-Disposition` value the relay gives the receiver.
+//!
+//! Which part: the first part with a filename ([`MultipartScanner::new`],
+//! what ephemeral sockets forward), or the first part of any kind, a form's
+//! text field included ([`MultipartScanner::first_part`], what named pipes
+//! forward).
 //!
 //! Invariants:
 //! - Sans-io and panic-free on any input; payload is handed to a sink as
@@ -40,6 +45,8 @@ pub enum MultipartError {
     BadBoundary,
     /// The body has no part with a filename.
     NoFilePart,
+    /// The body has no part at all (the first-part mode).
+    NoPart,
     /// The body ended before the file part's closing delimiter.
     Truncated,
     /// A part's header block is larger than [`MAX_HEADER_BLOCK`].
@@ -53,6 +60,7 @@ impl fmt::Display for MultipartError {
         match self {
             Self::BadBoundary => f.write_str("The multipart boundary is invalid."),
             Self::NoFilePart => f.write_str("The multipart body has no file part."),
+            Self::NoPart => f.write_str("The multipart body has no part."),
             Self::Truncated => f.write_str("The multipart body ended inside the file part."),
             Self::HeadersTooLarge => f.write_str("A multipart part's headers are too large."),
             Self::Malformed(what) => write!(f, "The multipart body is malformed: {what}."),
@@ -62,12 +70,13 @@ impl fmt::Display for MultipartError {
 
 impl std::error::Error for MultipartError {}
 
-/// What the file part says about itself.
+/// What the forwarded part says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartInfo {
     /// The filename without directory components (`filename*` wins over
-    /// `filename`); `None` when empty. Not otherwise sanitised: put it in a
-    /// header only through [`content_disposition_attachment`].
+    /// `filename`); `None` when empty or absent (a text field). Not otherwise
+    /// sanitised: put it in a header only through
+    /// [`content_disposition_attachment`].
     pub filename: Option<String>,
     /// The part's `Content-Type`, trimmed; `None` when absent or when it holds
     /// anything but printable ASCII, SP and HTAB.
@@ -101,6 +110,8 @@ pub struct MultipartScanner {
     /// The header block being read; at most [`MAX_HEADER_BLOCK`] bytes.
     headers: Vec<u8>,
     file: Option<PartInfo>,
+    /// Forward the first part of any kind, not only a file part.
+    any_part: bool,
 }
 
 /// RFC 2046 bchars, minus the rule about a trailing space (checked apart).
@@ -118,9 +129,20 @@ impl MultipartScanner {
     /// call emits at most `input.len() + MAX_HELD` payload bytes.
     pub const MAX_HELD: usize = DELIM_PREFIX.len() + MAX_BOUNDARY_LEN;
 
-    /// A scanner for `boundary` (without the leading `--`). An invalid
-    /// boundary makes every [`feed`](Self::feed) fail with `BadBoundary`.
+    /// A scanner that forwards the first part with a filename; parts
+    /// before it are skipped. `boundary` is without the leading `--`; an
+    /// invalid one makes every [`feed`](Self::feed) fail with `BadBoundary`.
     pub fn new(boundary: &str) -> Self {
+        Self::with_mode(boundary, false)
+    }
+
+    /// A scanner that forwards the first part, whatever it is (a form's
+    /// text field as well as a file).
+    pub fn first_part(boundary: &str) -> Self {
+        Self::with_mode(boundary, true)
+    }
+
+    fn with_mode(boundary: &str, any_part: bool) -> Self {
         let state = if valid_boundary(boundary) {
             State::Scan { emit: false }
         } else {
@@ -136,10 +158,11 @@ impl MultipartScanner {
             state,
             headers: Vec::new(),
             file: None,
+            any_part,
         }
     }
 
-    /// The file part's info, available once its header block is parsed and
+    /// The forwarded part's info, available once its header block is parsed and
     /// before any of its payload reaches the sink.
     pub fn file_part(&self) -> Option<&PartInfo> {
         self.file.as_ref()
@@ -150,7 +173,8 @@ impl MultipartScanner {
     /// in several calls per feed). Returns `Ok(true)` once the file part's
     /// closing delimiter has been seen (everything after it is to be read and
     /// discarded by the caller; further feeds ignore input and return
-    /// `Ok(true)`). A closing delimiter before any file part is `NoFilePart`.
+    /// `Ok(true)`). A closing delimiter before any file part is `NoFilePart`
+    /// (`NoPart` in the first-part mode).
     pub fn feed(
         &mut self,
         input: &[u8],
@@ -179,7 +203,15 @@ impl MultipartScanner {
             State::Done => Ok(()),
             State::Failed(e) => Err(e.clone()),
             _ if self.file.is_some() => Err(MultipartError::Truncated),
-            _ => Err(MultipartError::NoFilePart),
+            _ => Err(self.missing()),
+        }
+    }
+
+    fn missing(&self) -> MultipartError {
+        if self.any_part {
+            MultipartError::NoPart
+        } else {
+            MultipartError::NoFilePart
         }
     }
 
@@ -210,7 +242,7 @@ impl MultipartScanner {
                 }
                 State::CloseDash => {
                     return Err(if input[i] == b'-' {
-                        MultipartError::NoFilePart
+                        self.missing()
                     } else {
                         Malformed("unexpected byte after a boundary")
                     });
@@ -231,11 +263,13 @@ impl MultipartScanner {
                     let (used, complete) = self.take_headers(&input[i..])?;
                     i += used;
                     if complete {
-                        let part = parse_part_headers(&self.headers)?;
+                        let (info, is_file) = parse_part_headers(&self.headers)?;
                         self.headers = Vec::new();
                         self.matched = 0;
-                        let emit = part.is_some();
-                        self.file = part;
+                        let emit = is_file || self.any_part;
+                        if emit {
+                            self.file = Some(info);
+                        }
                         self.state = State::Scan { emit };
                     }
                     continue;
@@ -474,8 +508,9 @@ fn decode_ext_value(v: &str) -> Option<String> {
 }
 
 /// Parse a part's header block (ending in CRLFCRLF, or just CRLF when
-/// empty). `Some` when the part is a file part.
-fn parse_part_headers(block: &[u8]) -> Result<Option<PartInfo>, MultipartError> {
+/// empty): what it says of itself, and whether it is a file part (its
+/// `Content-Disposition` has a `filename` or `filename*`).
+fn parse_part_headers(block: &[u8]) -> Result<(PartInfo, bool), MultipartError> {
     use MultipartError::Malformed;
     let body = block.strip_suffix(b"\r\n\r\n").unwrap_or(&[]);
     let mut disposition = None;
@@ -512,8 +547,16 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<PartInfo>, MultipartError> 
             content_type.get_or_insert(value);
         }
     }
+    let content_type = content_type
+        .map(|v| v.trim_ascii())
+        .filter(|v| !v.is_empty() && v.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t'))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let field = PartInfo {
+        filename: None,
+        content_type: content_type.clone(),
+    };
     let Some(disposition) = disposition else {
-        return Ok(None);
+        return Ok((field, false));
     };
     let disposition = String::from_utf8_lossy(disposition);
     let (_, params) =
@@ -521,7 +564,7 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<PartInfo>, MultipartError> 
     let plain = param(&params, "filename");
     let extended = param(&params, "filename*");
     if plain.is_none() && extended.is_none() {
-        return Ok(None);
+        return Ok((field, false));
     }
     let name = extended
         .and_then(decode_ext_value)
@@ -529,14 +572,13 @@ fn parse_part_headers(block: &[u8]) -> Result<Option<PartInfo>, MultipartError> 
         .unwrap_or_default();
     // Clients may send a path; only its last component is the name.
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let content_type = content_type
-        .map(|v| v.trim_ascii())
-        .filter(|v| !v.is_empty() && v.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t'))
-        .map(|v| String::from_utf8_lossy(v).into_owned());
-    Ok(Some(PartInfo {
-        filename: (!base.is_empty()).then(|| base.to_string()),
-        content_type,
-    }))
+    Ok((
+        PartInfo {
+            filename: (!base.is_empty()).then(|| base.to_string()),
+            content_type,
+        },
+        true,
+    ))
 }
 
 /// RFC 5987 attr-char: the bytes `filename*` may carry unencoded.
@@ -715,6 +757,58 @@ mod tests {
             let bytes: Vec<&[u8]> = body.chunks(1).collect();
             assert_eq!(run_parts(boundary, &bytes), whole, "{boundary} bytewise");
         }
+    }
+
+    #[test]
+    fn first_part_mode_forwards_a_text_field_at_every_split() {
+        // What `curl -F input_data=hello` and a browser form's text field send.
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"input_data\"\r\n\r\n\
+                     hello\r\n--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n\
+                     file\r\n--b--\r\n";
+        let run = |pieces: &[&[u8]]| {
+            let mut sc = MultipartScanner::first_part("b");
+            let mut out = Vec::new();
+            let mut last = Ok(false);
+            for p in pieces {
+                last = sc.feed(p, &mut |s: &[u8]| out.extend_from_slice(s));
+            }
+            (last, out, sc.file_part().cloned(), sc.finish())
+        };
+        let whole = run(&[body]);
+        assert_eq!(
+            whole,
+            (Ok(true), b"hello".to_vec(), Some(info(None, None)), Ok(()))
+        );
+        for k in 0..=body.len() {
+            let (x, y) = body.split_at(k);
+            assert_eq!(run(&[x, y]), whole, "split {k}");
+        }
+        // A file part first is forwarded as in the file mode, type included.
+        let file_first = b"--b\r\nContent-Disposition: form-data; name=f; filename=a.txt\r\n\
+                           Content-Type: text/csv\r\n\r\nx,y\r\n--b--";
+        assert_eq!(
+            run(&[file_first]),
+            (
+                Ok(true),
+                b"x,y".to_vec(),
+                Some(info(Some("a.txt"), Some("text/csv"))),
+                Ok(())
+            )
+        );
+        // No part at all: its own error, in feed and in finish.
+        let (last, out, part, fin) = run(&[b"--b--\r\n"]);
+        assert_eq!(
+            (last, out, part),
+            (Err(MultipartError::NoPart), vec![], None)
+        );
+        assert_eq!(fin, Err(MultipartError::NoPart));
+        let (_, _, _, fin) = run(&[b"preamble only"]);
+        assert_eq!(fin, Err(MultipartError::NoPart));
+        // The file mode skips the text field and forwards the file.
+        assert_eq!(
+            run_parts("b", &[body]),
+            (Ok(true), b"file".to_vec(), Some(info(Some("x"), None)))
+        );
     }
 
     #[test]
@@ -933,16 +1027,13 @@ mod tests {
         ];
         for (cd, want) in table {
             let block = format!("Content-Disposition: {cd}\r\n\r\n");
-            assert_eq!(
-                parse_part_headers(block.as_bytes()),
-                Ok(want.clone()),
-                "{cd:?}"
-            );
+            let got = parse_part_headers(block.as_bytes()).map(|(i, file)| file.then_some(i));
+            assert_eq!(got, Ok(want.clone()), "{cd:?}");
         }
         let ct = |v: &str| {
             let block =
                 format!("Content-Disposition: form-data; filename=f\r\nContent-Type:{v}\r\n\r\n");
-            parse_part_headers(block.as_bytes()).map(|p| p.and_then(|p| p.content_type))
+            parse_part_headers(block.as_bytes()).map(|(p, _)| p.content_type)
         };
         assert_eq!(
             ct(" text/plain; charset=utf-8 "),
