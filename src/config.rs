@@ -8,6 +8,59 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// When a pipe sender's response (its `200` head and progress lines) is
+/// written.
+///
+/// Some reverse proxies (nginx among them) stop forwarding a request body
+/// once the upstream's response has begun, so a sender behind one must not
+/// see a byte of its response before its body has been read. Direct clients
+/// want the live lines (`Waiting for 1 receiver(s)...`). docs/protocol.md
+/// ("The sender's response") has the reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderProgress {
+    /// Live when the request carried `Expect: 100-continue` (curl sends it
+    /// with `-T`; nginx never forwards it), held otherwise. `POST /` is
+    /// always live: its first lines carry the new ID.
+    Auto,
+    /// Always live (only for clients that read while they upload, with no
+    /// such proxy in front).
+    Live,
+    /// Always held until the body has been read (behind a proxy that
+    /// forwards `Expect` but still stops at an early answer).
+    Held,
+}
+
+impl SenderProgress {
+    /// Parse `auto`, `live` or `held`.
+    pub fn parse(v: &str) -> Option<SenderProgress> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(SenderProgress::Auto),
+            "live" => Some(SenderProgress::Live),
+            "held" => Some(SenderProgress::Held),
+            _ => None,
+        }
+    }
+
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SenderProgress::Auto => "auto",
+            SenderProgress::Live => "live",
+            SenderProgress::Held => "held",
+        }
+    }
+
+    /// Whether a sender that did (`expect_continue`) or did not ask
+    /// `Expect: 100-continue` gets its response only after its body.
+    pub fn holds(self, expect_continue: bool) -> bool {
+        match self {
+            SenderProgress::Auto => !expect_continue,
+            SenderProgress::Live => false,
+            SenderProgress::Held => true,
+        }
+    }
+}
+
 /// Everything the server needs to know before it starts.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -78,6 +131,8 @@ pub struct Config {
     /// A SockJS streaming response ends after this many bytes; the client
     /// opens a new one (default 128 KiB).
     pub sockjs_response_limit: usize,
+    /// When a pipe sender's response is written (default `Auto`).
+    pub sender_progress: SenderProgress,
 }
 
 impl Default for Config {
@@ -111,6 +166,7 @@ impl Default for Config {
             max_parked_per_ip: 500,
             sockjs_disconnect_delay: Duration::from_secs(5),
             sockjs_response_limit: 128 * 1024,
+            sender_progress: SenderProgress::Auto,
         }
     }
 }

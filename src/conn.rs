@@ -104,6 +104,11 @@ pub struct Conn {
     pub parked: bool,
     /// For WebSockets: framing and relay state.
     pub ws: Option<Box<crate::wsconn::WsConn>>,
+    /// The request being answered is `HEAD`: no answer carries a body.
+    pub head_only: bool,
+    /// Once `out` is written, close with a reset rather than a FIN: the
+    /// response is close-delimited and was cut, and only a reset says so.
+    pub reset_after_write: bool,
 }
 
 impl Conn {
@@ -129,6 +134,8 @@ impl Conn {
             ws: None,
             parked: false,
             sj: None,
+            head_only: false,
+            reset_after_write: false,
         }
     }
 

@@ -140,7 +140,7 @@ impl Server {
             self.respond_error(token, head.minor, 411, msg, false);
             return None;
         }
-        match self.sender_checks(head) {
+        match self.sender_checks(head, false) {
             Ok(m) => Some(m),
             Err((status, msg)) => {
                 self.metrics.transfers_rejected += 1;

@@ -203,6 +203,17 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "sender-progress",
+        value: "MODE",
+        help: "when a sender sees its response: auto (live with Expect: 100-continue, else after its body), live, held",
+        default: |c| c.sender_progress.name().to_string(),
+        set: |c, v| {
+            c.sender_progress = weir::config::SenderProgress::parse(v)
+                .ok_or_else(|| format!("'{v}' is not auto, live or held"))?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "max-parked-per-ip",
         value: "N",
         help: "waiting senders/receivers one client IP may hold (0 = no limit); past it 429",
@@ -455,7 +466,7 @@ fn main() -> ExitCode {
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("weir: cannot listen: {e}");
+            eprintln!("weir: {e}");
             return ExitCode::from(1);
         }
     };

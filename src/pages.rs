@@ -32,9 +32,10 @@ pub fn base_url(head: &Head, trust_proxy: bool) -> String {
     format!("{scheme}://{host}")
 }
 
-/// `/` and `/help`: how to use the relay, with this host's URLs.
-pub fn help(head: &Head) -> String {
-    let url = base_url(head, false);
+/// `/` and `/help`: how to use the relay, with this host's URLs (from
+/// `X-Forwarded-*` with `trust_proxy`, as [`base_url`] says).
+pub fn help(head: &Head, trust_proxy: bool) -> String {
+    let url = base_url(head, trust_proxy);
     format!(
         "weir {version}: an ephemeral relay. Bytes stream from a sender to its receivers and are never stored.
 
@@ -58,7 +59,7 @@ Other paths:
 }
 
 /// `/noscript`: a form that sends a file with no JavaScript.
-pub fn noscript(head: &Head) -> String {
+pub fn noscript(head: &Head, trust_proxy: bool) -> String {
     // The path comes from a query parameter the user typed; only a safe
     // character set is kept so it can be placed in the page unescaped.
     let path: String = head
@@ -81,7 +82,7 @@ pub fn noscript(head: &Head) -> String {
 <p>The receiver opens the same path, e.g. <code>curl {url}/{shown}</code>.</p>
 </body></html>
 ",
-        url = base_url(head, false),
+        url = base_url(head, trust_proxy),
         shown = if path.is_empty() { "mypath" } else { path },
         form = if path.is_empty() {
             String::from("<p>Choose a path first.</p>")

@@ -74,12 +74,30 @@ pub(crate) struct SenderSide {
     pub early: Vec<u8>,
     /// Decoded body bytes so far (counted against `max_upload_bytes`).
     pub body_bytes: u64,
+    /// Its response (head and lines) waits in `out` until its body has been
+    /// read: behind nginx an early answer stops the upload, and a client
+    /// that closed after its whole body must not be written to before that
+    /// body is read (a write would draw a reset that destroys it).
+    pub hold: bool,
 }
 
 impl SenderSide {
     fn chunked_out(&self) -> bool {
         self.minor >= 1
     }
+}
+
+/// Bytes of progress lines a held sender's `out` may collect; past it the
+/// intermediate lines are dropped (its last line is always written). A
+/// receiver that comes and goes in a loop cannot grow a parked sender.
+const HELD_LINES_MAX: usize = 4096;
+
+/// Queue a progress line for a sender (dropped when held and full).
+fn sender_line(out: &mut Vec<u8>, s: &SenderSide, text: &str) {
+    if s.hold && out.len() >= HELD_LINES_MAX {
+        return;
+    }
+    response::stream_text(out, s.chunked_out(), text);
 }
 
 #[derive(Debug)]
@@ -233,6 +251,9 @@ impl Buf {
 
 #[derive(Debug)]
 enum Ingress {
+    /// Wire bytes taken from the sender (early bytes or its socket); a
+    /// multipart body's skipped parts count, though none reach the buffer,
+    /// so that the pump keeps reading them.
     Moved(usize),
     Idle,
     Done,
@@ -272,7 +293,7 @@ impl Server {
             },
         };
         let multipart = match role {
-            Role::Sender => match self.sender_checks(&head) {
+            Role::Sender => match self.sender_checks(&head, true) {
                 Ok(m) => m,
                 Err((status, msg)) => return self.reject(token, minor, status, &msg),
             },
@@ -309,10 +330,13 @@ impl Server {
     }
 
     /// Checks on a sender's head before it is parked: the declared length
-    /// against the limit, and a multipart body's boundary.
+    /// against the limit, and a multipart body's boundary. A multipart body
+    /// forwards its first part (`any_part`: named pipes) or its first file
+    /// part (ephemeral sockets, as ephemeral-socket-service did).
     pub(crate) fn sender_checks(
         &mut self,
         head: &Head,
+        any_part: bool,
     ) -> Result<Option<Box<MultipartScanner>>, (u16, String)> {
         if let BodyFraming::Length(len) = head.framing {
             let max = self.config.max_upload_bytes;
@@ -334,6 +358,7 @@ impl Server {
             return Ok(None);
         }
         match multipart::boundary_from_content_type(&ct) {
+            Some(b) if any_part => Ok(Some(Box::new(MultipartScanner::first_part(&b)))),
             Some(b) => Ok(Some(Box::new(MultipartScanner::new(&b)))),
             None => Err((
                 400,
@@ -426,8 +451,20 @@ impl Server {
                     BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
                     BodyFraming::UntilClose => BodyDecoder::UntilClose,
                 };
+                // `POST /` must be live: its first lines carry the new ID.
+                let live_only = ephemeral_id.is_some()
+                    && !self.pipes[p]
+                        .ephemeral
+                        .as_ref()
+                        .is_some_and(|e| e.reservation);
+                let hold = !live_only && self.config.sender_progress.holds(head.expect_continue);
                 if head.expect_continue {
+                    // An interim answer, not the response: a held sender
+                    // gets it at once too (curl waits a second without it).
                     conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    if hold {
+                        let _ = conn.flush_out();
+                    }
                 }
                 response::status_line(&mut conn.out, minor, 200);
                 conn.out
@@ -475,10 +512,14 @@ impl Server {
                     x_piping: head.x_piping,
                     early,
                     body_bytes: 0,
+                    hold,
                 });
                 debug!("[{}] sender on {} (n={n})", token.0, self.pipes[p].key);
             }
             Role::Receiver => {
+                // Its response closes the connection: pipelined bytes after
+                // its head are never read (and a parked party keeps nothing).
+                self.conns[token.0].inbuf = Vec::new();
                 self.conns[token.0].state = State::Receiver { pipe: p };
                 let pipe = &mut self.pipes[p];
                 pipe.receivers.push(ReceiverSide {
@@ -492,7 +533,7 @@ impl Server {
                 });
                 let have = pipe.receivers.len();
                 if let Some(s) = &pipe.sender {
-                    let (st, chunked) = (s.token, s.chunked_out());
+                    let st = s.token;
                     let text = match &ephemeral_id {
                         Some(id) => self
                             .hooks
@@ -500,8 +541,7 @@ impl Server {
                             .unwrap_or_else(hooks::text::connected),
                         None => format!("[INFO] {have} receiver(s) connected.\n"),
                     };
-                    response::stream_text(&mut self.conns[st.0].out, chunked, &text);
-                    self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+                    sender_line(&mut self.conns[st.0].out, s, &text);
                     self.flush_party(st);
                 }
                 debug!("[{}] receiver {have}/{n} on {}", token.0, self.pipes[p].key);
@@ -550,9 +590,24 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
+        if let State::Sender { pipe } = conn.state {
+            let held = self
+                .pipes
+                .get(pipe)
+                .and_then(|p| p.sender.as_ref())
+                .is_some_and(|s| s.token == token && s.hold);
+            if held {
+                conn.ready.interest.remove(Ready::WRITABLE);
+                // It may wait for minutes: keep its few lines, not slack.
+                conn.out.shrink_to_fit();
+                return;
+            }
+        }
         match conn.flush_out() {
             Ok(_) => {
-                if !conn.out_pending() {
+                if conn.out_pending() {
+                    conn.ready.interest.insert(Ready::WRITABLE);
+                } else {
                     conn.ready.interest.remove(Ready::WRITABLE);
                     // A parked party may wait for minutes: keep nothing.
                     conn.out = Vec::new();
@@ -625,9 +680,8 @@ impl Server {
         if let Some(s) = &pipe.sender {
             tokens.push(s.token);
             if pipe.ephemeral.is_none() {
-                let line = format!("[INFO] Start sending to {} receiver(s)!", pipe.n);
-                let chunked = s.chunked_out();
-                response::stream_line(&mut self.conns[s.token.0].out, chunked, &line);
+                let line = format!("[INFO] Start sending to {} receiver(s)!\n", pipe.n);
+                sender_line(&mut self.conns[s.token.0].out, s, &line);
             }
         }
         for t in tokens {
@@ -655,8 +709,16 @@ impl Server {
         let Some(s) = &pipe.sender else { return };
         let mut common = String::new();
         let (ct, cd) = match s.multipart.as_ref().and_then(|m| m.file_part()) {
+            // A part without a type is text (RFC 7578 §4.4): a form's text
+            // field is what a browser sends in text mode.
             Some(part) => (
-                part.content_type.as_ref().map(|c| c.as_bytes().to_vec()),
+                Some(
+                    part.content_type
+                        .as_deref()
+                        .unwrap_or("text/plain; charset=utf-8")
+                        .as_bytes()
+                        .to_vec(),
+                ),
                 part.filename
                     .as_ref()
                     .map(|f| multipart::content_disposition_attachment(f).into_bytes()),
@@ -736,17 +798,9 @@ impl Server {
             }
             return;
         }
-        // Parked: write what is pending, and notice a client that left.
+        // Parked: notice a client that left, then write what is pending
+        // (in this order: a sender that closed must not be written to).
         let conn = &mut self.conns[token.0];
-        if conn.out_pending() {
-            self.flush_party(token);
-        }
-        let Some(conn) = self.conns.get_mut(token.0) else {
-            return;
-        };
-        if conn.state == State::Dead {
-            return;
-        }
         if is_sender {
             let body_in_kernel = self.pipes[p]
                 .sender
@@ -759,12 +813,35 @@ impl Server {
                 // has given up (R7 holds for streaming senders, whose bytes
                 // we read to the end; a parked one's are never read).
                 self.kill(token, "parked sender left");
+            } else if conn.ready.event.contains(Ready::HUP) {
+                // Its whole body is here (a half-close ends an HTTP/1.0
+                // body; or the declared length is in the kernel). It may
+                // have closed for good (`curl -m`) rather than half-closed
+                // (`nc -N`): a write now would draw a reset and lose the
+                // body, so nothing is written to it until the body is read.
+                conn.ready.interest.remove(Ready::WRITABLE);
+                if let Some(s) = self.pipes[p].sender.as_mut() {
+                    if !s.hold {
+                        debug!(
+                            "[{}] parked sender closed its side; holding its response",
+                            token.0
+                        );
+                    }
+                    s.hold = true;
+                }
             }
         } else {
             match conn.drain_input(&mut self.scratch, 64 * 1024) {
                 Io::Eof | Io::Failed(_) => self.kill(token, "parked receiver left"),
                 Io::Moved(_) | Io::WouldBlock => {}
             }
+        }
+        if self
+            .conns
+            .get(token.0)
+            .is_some_and(|c| c.state != State::Dead && c.out_pending())
+        {
+            self.flush_party(token);
         }
     }
 
@@ -798,9 +875,12 @@ impl Server {
                     Ingress::Done => {
                         progressed = true;
                         self.pipes[p].body_done = true;
-                        if let Some(s) = self.pipes[p].sender.as_ref() {
+                        if let Some(s) = self.pipes[p].sender.as_mut() {
+                            // The body is read: a held response may go now.
+                            s.hold = false;
                             let t = s.token;
                             self.conns[t.0].ready.interest.remove(Ready::READABLE);
+                            self.flush_party(t);
                         }
                     }
                     Ingress::Cut(why) => {
@@ -908,7 +988,7 @@ impl Server {
             let chunk: Vec<u8> = s.early.drain(..take).collect();
             match feed(s, ring, &chunk, limit) {
                 Ok((n, done)) => {
-                    moved += n;
+                    moved += take;
                     metrics.bytes_relayed += n as u64;
                     if done {
                         s.early = Vec::new();
@@ -957,7 +1037,7 @@ impl Server {
                 match conn.read_into(&mut scratch[..cap]) {
                     Io::Moved(n) => match feed(s, ring, &scratch[..n], limit) {
                         Ok((m, done)) => {
-                            moved += m;
+                            moved += n;
                             metrics.bytes_relayed += m as u64;
                             if done {
                                 return finish_body(s);
@@ -1129,17 +1209,25 @@ impl Server {
                     pipe.delivered, pipe.n, pipe.lost
                 ),
             };
-            self.end_sender_text(s.token, s.chunked_out(), &text, false);
+            let ok = pipe.lost == 0;
+            self.end_sender_text(s.token, s.chunked_out(), &text, false, ok);
         }
     }
 
+    /// End a sender's response with an `[ERROR]` line: the transfer failed.
     fn end_sender(&mut self, token: Token, chunked: bool, line: &str) {
-        self.end_sender_text(token, chunked, &format!("{line}\n"), true);
+        self.end_sender_text(token, chunked, &format!("{line}\n"), true, false);
     }
 
     /// Write the sender's last text, end its response, and let it go.
     /// `linger` unless its whole body was read.
-    fn end_sender_text(&mut self, token: Token, chunked: bool, text: &str, linger: bool) {
+    ///
+    /// Unless every receiver got every byte (`ok`), the response ends in a
+    /// way the client reports as an error, so that `curl -T ... && next`
+    /// does not go on after a failed transfer: a chunked response without
+    /// its final chunk, a close-delimited one with a reset once the text is
+    /// written.
+    fn end_sender_text(&mut self, token: Token, chunked: bool, text: &str, linger: bool, ok: bool) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
@@ -1148,11 +1236,21 @@ impl Server {
         }
         conn.linger = linger;
         response::stream_text(&mut conn.out, chunked, text);
-        if chunked {
+        if chunked && ok {
             conn.out.extend_from_slice(LAST_CHUNK);
         }
+        conn.reset_after_write = !ok && !chunked;
         conn.state = State::Responding { keep_alive: false };
         self.finish_conn(token);
+    }
+
+    /// The shutdown grace ran out while `p` was streaming: cut it.
+    pub(crate) fn pipe_shutdown_cut(&mut self, p: usize) {
+        self.abort(
+            p,
+            "The relay shut down before the transfer ended; send it again.",
+            true,
+        );
     }
 
     /// Take a pipe out of the tables; its parties are left to the caller.
@@ -1309,11 +1407,12 @@ impl Server {
             let others = pipe.receivers.len();
             if let Some(s) = &pipe.sender {
                 let line = format!(
-                    "[ERROR] A receiver left before the end; the {others} other receiver(s) go on."
+                    "[ERROR] A receiver left before the end; the {others} other receiver(s) go on.\n"
                 );
-                let (st, chunked) = (s.token, s.chunked_out());
-                response::stream_line(&mut self.conns[st.0].out, chunked, &line);
-                self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+                sender_line(&mut self.conns[s.token.0].out, s, &line);
+                if !s.hold {
+                    self.conns[s.token.0].ready.interest.insert(Ready::WRITABLE);
+                }
             }
             if !pipe.queued {
                 pipe.queued = true;
@@ -1324,10 +1423,10 @@ impl Server {
             let have = pipe.receivers.len();
             let n = pipe.n;
             if let Some(s) = &pipe.sender {
-                let line = format!("[INFO] A receiver left; {have} of {n} receiver(s) connected.");
-                let (st, chunked) = (s.token, s.chunked_out());
-                response::stream_line(&mut self.conns[st.0].out, chunked, &line);
-                self.conns[st.0].ready.interest.insert(Ready::WRITABLE);
+                let line =
+                    format!("[INFO] A receiver left; {have} of {n} receiver(s) connected.\n");
+                let st = s.token;
+                sender_line(&mut self.conns[st.0].out, s, &line);
                 self.flush_party(st);
             }
             self.drop_pipe_if_empty(p);
@@ -1479,7 +1578,7 @@ impl Server {
         }
         if let Some(s) = pipe.sender {
             let text = self.hooks.timeout(&id).unwrap_or_else(hooks::text::timeout);
-            self.end_sender_text(s.token, s.chunked_out(), &text, true);
+            self.end_sender_text(s.token, s.chunked_out(), &text, true, false);
         }
     }
 
@@ -1502,7 +1601,7 @@ impl Server {
             if want_read {
                 interest.insert(Ready::READABLE);
             }
-            if conn.out_pending() {
+            if conn.out_pending() && !s.hold {
                 interest.insert(Ready::WRITABLE);
             }
             conn.ready.interest = interest;

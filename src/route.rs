@@ -45,6 +45,18 @@ impl Server {
     /// Route one parsed request.
     pub(crate) fn on_request(&mut self, token: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
+        // Bytes read past a head without a body are the next request(s) on
+        // the connection (pipelining): they wait in `inbuf` and are read
+        // once this answer is written. After an upgrade they belong to the
+        // new protocol, and after a body head they are body.
+        let early = if head.has_body() || head.upgrade_websocket {
+            early
+        } else {
+            if let Some(conn) = self.conns.get_mut(token.0) {
+                conn.inbuf = early;
+            }
+            Vec::new()
+        };
         if head.path.starts_with("/sockjs/") {
             return self.sj_request(token, head, early);
         }
@@ -52,13 +64,13 @@ impl Server {
         let keep = head.keep_alive && !head.has_body() && !self.stopping();
         match head.method {
             Method::Other => {
-                return self.respond_error(
-                    token,
-                    minor,
-                    405,
-                    "Method not allowed: use GET to receive, PUT or POST to send.",
-                    keep,
-                )
+                let allow = self.allowed(&head.path);
+                let msg = if is_reserved(&head.path) {
+                    format!("Method not allowed: {} answers {allow}.", head.path)
+                } else {
+                    "Method not allowed: use GET to receive, PUT or POST to send.".to_string()
+                };
+                return self.respond_405(token, minor, allow, &msg, keep);
             }
             Method::Options => return self.preflight(token, &head, keep),
             _ => {}
@@ -77,10 +89,27 @@ impl Server {
             (Method::Get, p) if head.upgrade_websocket && !is_reserved(p) => {
                 return self.ws_pipe_request(token, head, early)
             }
+            (Method::Head, p)
+                if p.starts_with("/s/")
+                    || (self.config.reservations
+                        && (p == "/reserve" || p.starts_with("/reserve/"))) =>
+            {
+                let allow = self.allowed(p);
+                let msg = format!("{p} answers {allow}: a HEAD here would use it up.");
+                return self.respond_405(token, minor, allow, &msg, keep);
+            }
             (Method::Get, "/signal") => return self.signal_create(token, head),
+            (Method::Head, "/signal") => return self.stream_head(token, &head, keep),
             (Method::Get, p) if p.starts_with("/signal/") => {
                 let id = p["/signal/".len()..].to_string();
                 return self.signal_join(token, head, &id);
+            }
+            (Method::Head, p) if p.starts_with("/signal/") => {
+                if !self.swarms.contains_key(&p["/signal/".len()..]) {
+                    let msg = "No such swarm: it never existed, or its initiator left.";
+                    return self.respond_error(token, minor, 404, msg, keep);
+                }
+                return self.stream_head(token, &head, keep);
             }
             (Method::Post, p) if p.starts_with("/signal/") => {
                 let id = &p["/signal/".len()..];
@@ -100,6 +129,13 @@ impl Server {
                 let topic = p["/events/".len()..].to_string();
                 return self.topic_subscribe(token, head, &topic);
             }
+            (Method::Head, p) if p.starts_with("/events/") => {
+                if !crate::topics::valid_topic(&p["/events/".len()..]) {
+                    let msg = "A topic is /events/<name>: 1 to 200 characters, no '/'.";
+                    return self.respond_error(token, minor, 404, msg, keep);
+                }
+                return self.stream_head(token, &head, keep);
+            }
             (Method::Post, p) if p.starts_with("/events/") => {
                 let limit = self.config.event_body_limit;
                 return self.read_short_body(token, head, early, Purpose::Publish, limit);
@@ -117,10 +153,10 @@ impl Server {
                 ),
                 Method::Get => self.pipe_request(token, head, early, Role::Receiver),
                 Method::Put | Method::Post => self.pipe_request(token, head, early, Role::Sender),
-                _ => self.respond_error(
+                _ => self.respond_405(
                     token,
                     minor,
-                    405,
+                    self.allowed(&head.path),
                     "Method not allowed on a pipe path: GET receives, PUT or POST sends.",
                     keep,
                 ),
@@ -129,12 +165,24 @@ impl Server {
         let get = matches!(head.method, Method::Get | Method::Head);
         let head_only = head.method == Method::Head;
         if !get {
-            let msg = format!("{} only answers GET and HEAD.", head.path);
-            return self.respond_error(token, minor, 405, &msg, keep);
+            let allow = self.allowed(&head.path);
+            let msg = if matches!(head.method, Method::Put | Method::Post) {
+                format!(
+                    "{} is reserved; send to another path, e.g. /mypath123.",
+                    head.path
+                )
+            } else {
+                format!("{} answers {allow}.", head.path)
+            };
+            return self.respond_405(token, minor, allow, &msg, keep);
         }
         let text = "text/plain; charset=utf-8";
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path.as_str() {
-            "/" | "/help" => (200, text, crate::pages::help(&head).into_bytes()),
+            "/" | "/help" => (
+                200,
+                text,
+                crate::pages::help(&head, self.config.trust_proxy).into_bytes(),
+            ),
             "/version" => (
                 200,
                 text,
@@ -146,13 +194,18 @@ impl Server {
             "/noscript" => (
                 200,
                 "text/html; charset=utf-8",
-                crate::pages::noscript(&head).into_bytes(),
+                crate::pages::noscript(&head, self.config.trust_proxy).into_bytes(),
             ),
             "/metrics" => (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics::render(&self.metrics, &self.gauges(token)).into_bytes(),
             ),
+            p if !self.allowed(p).contains("GET") => {
+                let allow = self.allowed(p);
+                let msg = format!("{p} answers {allow}.");
+                return self.respond_405(token, minor, allow, &msg, keep);
+            }
             _ => {
                 let msg = format!("{} is reserved and not available on this relay.", head.path);
                 return self.respond_error(token, minor, 404, &msg, keep);
@@ -175,6 +228,35 @@ impl Server {
             }
             .write(&mut out);
         }
+        self.respond(token, out, keep);
+    }
+
+    /// The methods `path` answers, for `Allow` on a `405`.
+    pub(crate) fn allowed(&self, path: &str) -> &'static str {
+        let reservations = self.config.reservations;
+        match path {
+            "/" => "GET, HEAD, POST, PUT, OPTIONS",
+            "/reserve" if reservations => "GET, OPTIONS",
+            p if reservations && p.starts_with("/reserve/") => "POST, PUT, OPTIONS",
+            p if p.starts_with("/s/") => "GET, OPTIONS",
+            "/signal" => "GET, HEAD, OPTIONS",
+            p if p.starts_with("/signal/") || p.starts_with("/events/") => {
+                "GET, HEAD, POST, OPTIONS"
+            }
+            p if is_reserved(p) => "GET, HEAD, OPTIONS",
+            _ => "GET, PUT, POST, OPTIONS",
+        }
+    }
+
+    /// `HEAD` on an event stream's URL: the head a `GET` would get, no
+    /// body, and nothing created or joined.
+    fn stream_head(&mut self, token: Token, head: &Head, keep: bool) {
+        let mut out = Vec::with_capacity(256);
+        response::status_line(&mut out, head.minor, 200);
+        out.extend_from_slice(b"Content-Type: text/event-stream; charset=utf-8\r\n");
+        out.extend_from_slice(response::NO_BUFFERING.as_bytes());
+        response::connection_header(&mut out, head.minor, keep);
+        out.extend_from_slice(b"\r\n");
         self.respond(token, out, keep);
     }
 

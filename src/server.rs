@@ -116,7 +116,8 @@ impl Server {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (i, addr) in config.listen.iter().enumerate() {
-            let mut l = bind_listener(*addr)?;
+            let mut l = bind_listener(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             let local = l.local_addr()?;
             poll.registry()
                 .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -243,6 +244,7 @@ impl Server {
                         "grace period over; closing {} connection(s)",
                         self.conns.len()
                     );
+                    self.end_of_grace();
                     return Ok(());
                 }
             }
@@ -302,6 +304,23 @@ impl Server {
             }
         }
         false
+    }
+
+    /// The grace period ran out: every transfer still running is cut as
+    /// any cut is, so that each receiver can tell (no final chunk, a short
+    /// body, or a reset for a close-delimited one) and each sender gets its
+    /// `[ERROR]` line. What the kernels take now is written; the rest is
+    /// dropped with the process.
+    fn end_of_grace(&mut self) {
+        let running: Vec<usize> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.streaming)
+            .map(|(k, _)| k)
+            .collect();
+        for p in running {
+            self.pipe_shutdown_cut(p);
+        }
     }
 
     fn accept(&mut self, idx: usize) {
@@ -423,6 +442,7 @@ impl Server {
                             self.timers.cancel(h);
                         }
                         self.metrics.requests += 1;
+                        conn.head_only = head.method == http::Method::Head;
                         debug!(
                             "[{}] {:?} {} HTTP/1.{}",
                             token.0, head.method, head.path, head.minor
@@ -479,8 +499,13 @@ impl Server {
                             self.kill(token, "hung up before the response was written");
                         }
                     }
+                    Ok(true) if conn.reset_after_write => {
+                        let _ = socket2::SockRef::from(&conn.sock).set_linger(Some(Duration::ZERO));
+                        self.kill(token, "cut (reset)");
+                    }
                     Ok(true) if keep_alive => {
                         conn.state = State::ReadingHead;
+                        conn.head_only = false;
                         conn.ready.interest = Ready::READABLE;
                         conn.timer = Some(self.timers.insert(
                             self.now,
@@ -595,7 +620,7 @@ impl Server {
         self.respond_error(token, minor, 503, msg, false);
     }
 
-    /// An `[ERROR]` answer.
+    /// An `[ERROR]` answer (the head alone when the request was `HEAD`).
     pub(crate) fn respond_error(
         &mut self,
         token: Token,
@@ -604,13 +629,41 @@ impl Server {
         message: &str,
         keep_alive: bool,
     ) {
-        let mut out = Vec::with_capacity(256);
         let extra = if status == 405 {
             "Allow: GET, HEAD, POST, PUT, OPTIONS\r\n"
         } else {
             ""
         };
-        response::error(&mut out, minor, status, message, extra, keep_alive);
+        self.respond_error_with(token, minor, status, message, extra, keep_alive);
+    }
+
+    /// `405` with the methods this path allows.
+    pub(crate) fn respond_405(
+        &mut self,
+        token: Token,
+        minor: u8,
+        allow: &str,
+        message: &str,
+        keep_alive: bool,
+    ) {
+        let extra = format!("Allow: {allow}\r\n");
+        self.respond_error_with(token, minor, 405, message, &extra, keep_alive);
+    }
+
+    fn respond_error_with(
+        &mut self,
+        token: Token,
+        minor: u8,
+        status: u16,
+        message: &str,
+        extra: &str,
+        keep_alive: bool,
+    ) {
+        let head_only = self.conns.get(token.0).is_some_and(|c| c.head_only);
+        let mut out = Vec::with_capacity(256);
+        response::error_to(
+            &mut out, minor, status, message, extra, keep_alive, head_only,
+        );
         self.respond(token, out, keep_alive);
     }
 

@@ -208,9 +208,12 @@ impl Server {
                 keep,
             );
         }
+        let media = media_type(&head);
+        let json_type = media == "application/json"
+            || (media.starts_with("application/") && media.ends_with("+json"));
         let value =
-            match media_type(&head).as_str() {
-                "application/json" => {
+            match media.as_str() {
+                _ if json_type => {
                     json::parse(&body, json::Limits { max_depth: 64 }).map_err(|e| e.to_string())
                 }
                 "application/x-www-form-urlencoded" => form::parse(

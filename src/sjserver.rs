@@ -344,6 +344,7 @@ impl Server {
                 } else {
                     let conn = &mut self.conns[token.0];
                     conn.state = State::SockJsRecv;
+                    conn.inbuf = Vec::new();
                     conn.sj = Some(Box::new(SjLink { session: k, id }));
                     conn.ready.interest = Ready::READABLE | Ready::WRITABLE;
                     self.sj.sessions[k].recv = Some(recv);

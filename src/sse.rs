@@ -182,6 +182,7 @@ impl Server {
         comment(&note, &mut welcome);
         frame(&mut conn.out, chunked, &welcome);
         conn.state = State::EventStream;
+        conn.inbuf = Vec::new();
         conn.chunked_stream = chunked;
         conn.sub = Some(Box::new(sub));
         conn.ready.interest = Ready::READABLE | Ready::WRITABLE;

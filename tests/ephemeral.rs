@@ -108,7 +108,12 @@ fn an_unclaimed_post_times_out_with_its_message() {
     let rest = read_to_end(&mut s);
     let waited = t0.elapsed();
     let (text, complete) = dechunk(&rest);
-    assert!(complete);
+    // A sender whose upload went nowhere must be able to tell from curl's
+    // exit status: the response ends without its final chunk.
+    assert!(
+        !complete,
+        "a timed-out upload's response must not look complete"
+    );
     assert_eq!(
         String::from_utf8(text).unwrap(),
         "Timed out. No one requested your socket.\n"

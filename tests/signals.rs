@@ -38,7 +38,7 @@ fn sigterm_lets_a_running_transfer_finish_and_tells_waiting_clients() {
     let mut waiting = connect(addr);
     write!(
         waiting,
-        "PUT /wait HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n"
+        "PUT /wait HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
     )
     .unwrap();
     read_until(&mut waiting, b"Waiting for 1 receiver(s)");

@@ -739,7 +739,10 @@ fn soak_ci() {
     let seed = test_seed();
     let _report = SeedReport::new("soak_ci", seed);
     let started = Instant::now();
-    let relay = Relay::start();
+    // Senders here pace themselves on their progress lines, with or
+    // without `Expect`: live lines for all (tests/pipes.rs covers the
+    // held response).
+    let relay = Relay::with(|c| c.sender_progress = weir::config::SenderProgress::Live);
     round(relay.addr, CI_PIPES, CI_MAX_SIZE, seed);
     assert_serves(relay.addr);
     relay.assert_idle();
@@ -756,7 +759,7 @@ fn soak_rss_back_near_idle() {
     const SLACK_KIB: u64 = 4096;
     let seed = test_seed();
     let _report = SeedReport::new("soak_rss_back_near_idle", seed);
-    let weir = Binary::start(&[]);
+    let weir = Binary::start(&["--sender-progress", "live"]);
     assert_serves(weir.addr);
     let idle = weir.rss_kib();
     round(weir.addr, CI_PIPES, CI_MAX_SIZE, seed);
@@ -779,7 +782,7 @@ fn soak_long() {
     let seed = test_seed();
     let _report = SeedReport::new("soak_long", seed);
     // No per-address cap: every client of the soak comes from 127.0.0.1.
-    let weir = Binary::start(&["--max-parked-per-ip", "0"]);
+    let weir = Binary::start(&["--max-parked-per-ip", "0", "--sender-progress", "live"]);
     assert_serves(weir.addr);
     let idle = weir.rss_kib();
     let mut rng = Rng::new(seed);

@@ -33,16 +33,21 @@ pub fn reason(status: u16) -> &'static str {
         406 => "Not Acceptable",
         408 => "Request Timeout",
         409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
@@ -120,6 +125,20 @@ pub fn error(
     extra: &str,
     keep_alive: bool,
 ) {
+    error_to(out, minor, status, message, extra, keep_alive, false);
+}
+
+/// [`error`], for a request that may be `HEAD` (`head_only`: the head
+/// alone, with the length the body would have had).
+pub fn error_to(
+    out: &mut Vec<u8>,
+    minor: u8,
+    status: u16,
+    message: &str,
+    extra: &str,
+    keep_alive: bool,
+    head_only: bool,
+) {
     let body = format!("[ERROR] {message}\n");
     Short {
         minor,
@@ -128,7 +147,7 @@ pub fn error(
         extra,
         body: body.as_bytes(),
         keep_alive,
-        head_only: false,
+        head_only,
     }
     .write(out);
 }

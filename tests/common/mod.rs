@@ -367,7 +367,23 @@ pub fn wait_metric(addr: SocketAddr, name: &str, value: f64) {
 }
 
 /// Start a sender: write the head (and optionally body bytes), return the socket.
+///
+/// Like `curl -T`, it asks `Expect: 100-continue`, so the relay writes its
+/// progress lines live (docs/protocol.md, "The sender's response"); pass
+/// your own `Expect` header, or use [`start_plain_sender`], for the held
+/// response a client without it gets.
 pub fn start_sender(addr: SocketAddr, path: &str, extra_headers: &str) -> TcpStream {
+    let expect = if extra_headers.to_ascii_lowercase().contains("expect:") {
+        ""
+    } else {
+        "Expect: 100-continue\r\n"
+    };
+    start_plain_sender(addr, path, &format!("{expect}{extra_headers}"))
+}
+
+/// Start a sender without `Expect: 100-continue`: its response is held
+/// until its body has been read (as nginx's requests are).
+pub fn start_plain_sender(addr: SocketAddr, path: &str, extra_headers: &str) -> TcpStream {
     let mut s = connect(addr);
     write!(s, "PUT {path} HTTP/1.1\r\nHost: t\r\n{extra_headers}\r\n").unwrap();
     s
