@@ -2,8 +2,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 use weir::ws::OpCode;
@@ -491,4 +492,82 @@ fn a_ping_flood_is_bounded_in_every_mode_and_resumes() {
         drop((a, b));
         wait_metric(weir.addr, "weir_websockets", 0.0);
     }
+}
+
+/// The close handshakes above, and the SockJS session id reuse, with a real
+/// client library: websocket-client (Debian's `python3-websocket`) runs
+/// `tests/clients/ws_close.py`, which checks what the library sees and the
+/// TCP connection under it (kept open for the client's close, then a clean
+/// EOF). Without the library the test prints a notice and passes, unless
+/// `WEIR_BROWSER_TESTS=1` (CI, whose `.ci/run` installs it) requires it.
+#[test]
+fn a_client_library_sees_clean_close_handshakes() {
+    const PYTHON: &str = "/usr/bin/python3";
+    let have = Command::new(PYTHON)
+        .args(["-c", "import websocket"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let msg =
+            format!("websocket-client for {PYTHON} is missing (apt-get install python3-websocket)");
+        if std::env::var("WEIR_BROWSER_TESTS").as_deref() == Ok("1") {
+            panic!("{msg}; WEIR_BROWSER_TESTS=1 requires it");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTICE: skipping the client library test: {msg}"
+        );
+        return;
+    }
+    let relay = Relay::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ws_close.py");
+    let mut child = Command::new(PYTHON)
+        .arg(script)
+        .arg(format!("ws://{}", relay.addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            // Ours, by its handle (its PID): nothing else is touched.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("ws_close.py ran over 60 s\n{out}\n{err}"));
+    assert!(
+        status.success(),
+        "ws_close.py failed ({status})\n{out}\n{err}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        5,
+        "every scenario reported\n{out}"
+    );
+    relay.wait_metric("weir_sockjs_sessions", 0.0);
+    relay.assert_idle();
 }
