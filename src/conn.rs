@@ -156,6 +156,14 @@ impl Conn {
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.ready.event.remove(Ready::WRITABLE);
+                    // A queue that is topped up while it drains may never
+                    // empty: drop the written part once it is the larger
+                    // half, so memory follows what is pending, not what
+                    // was ever queued.
+                    if self.out_pos >= 32 * 1024 && self.out_pos * 2 >= self.out.len() {
+                        self.out.drain(..self.out_pos);
+                        self.out_pos = 0;
+                    }
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

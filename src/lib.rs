@@ -32,6 +32,7 @@ pub mod config;
 pub mod conn;
 mod ephemeral;
 pub mod form;
+pub mod hixie;
 pub mod hooks;
 pub mod http;
 pub mod ids;

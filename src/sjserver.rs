@@ -28,7 +28,7 @@ use crate::sockjs::{
     Transport,
 };
 use crate::timer::Handle;
-use crate::wsconn::WsMode;
+use crate::wsconn::{Handshake, WsMode};
 
 /// What a channel does with messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,20 +376,27 @@ impl Server {
             }
             self.sj_remove(k);
         }
+        let k = self.sj_new_session(service, channel, key.clone());
+        self.sj.index.insert(key, k);
+        let a = self.sj.sessions[k].s.attach(self.now, kind);
+        self.sj_rearm(k);
+        (k, a)
+    }
+
+    /// A new session, not yet in the index (a `websocket`-transport
+    /// session never is: it lives and dies with its socket, and its id may
+    /// be in use by another WebSocket at the same time).
+    fn sj_new_session(&mut self, service: Service, channel: &str, key: String) -> usize {
         let opts = self.sj_opts(service);
-        let k = self.sj.sessions.insert(SjSession {
+        self.sj.sessions.insert(SjSession {
             channel: channel.to_string(),
-            key: key.clone(),
+            key,
             s: Session::new(self.now, opts),
             recv: None,
             ws: None,
             timer: None,
             joined: false,
-        });
-        self.sj.index.insert(key, k);
-        let a = self.sj.sessions[k].s.attach(self.now, kind);
-        self.sj_rearm(k);
-        (k, a)
+        })
     }
 
     /// A session opened: it joins its channel; the close service closes it.
@@ -443,20 +450,23 @@ impl Server {
                 return;
             };
             if let Some(ws) = sess.ws {
-                let mut close_after = false;
-                let mut frames = Vec::new();
-                while let Some(f) = sess.s.take_frame(self.now) {
-                    close_after |= f.end;
-                    frames.push(f.text);
-                    if close_after {
+                // Frames move to the socket's queue only while it has room
+                // (the WebSocket bound); the rest waits in the session's
+                // own bounded outbox, and the socket's drain pumps again.
+                while self.ws_room(ws) {
+                    let Some(f) = self
+                        .sj
+                        .sessions
+                        .get_mut(k)
+                        .and_then(|s| s.s.take_frame(self.now))
+                    else {
+                        break;
+                    };
+                    self.ws_text(ws, f.text.as_bytes());
+                    if f.end {
+                        self.ws_close_with(ws, 1000, "");
                         break;
                     }
-                }
-                for f in frames {
-                    self.ws_text(ws, f.as_bytes());
-                }
-                if close_after {
-                    self.ws_close_with(ws, 1000, "");
                 }
                 break;
             }
@@ -599,7 +609,7 @@ impl Server {
                 }
                 Member::Raw(tok) => {
                     for m in &msgs {
-                        self.ws_text(tok, m.as_bytes());
+                        self.ws_text_to_member(tok, m.as_bytes());
                     }
                 }
             }
@@ -676,7 +686,9 @@ impl Server {
         }
     }
 
-    /// `/<server>/<session>/websocket`: a session over a WebSocket.
+    /// `/<server>/<session>/websocket`: a session over a WebSocket. It is
+    /// not entered in the session index: its id may be reused by another
+    /// WebSocket at the same time, and no polling request can reach it.
     fn sj_ws_session(
         &mut self,
         token: Token,
@@ -686,11 +698,13 @@ impl Server {
         channel: &str,
         key: String,
     ) {
-        if !self.sj_upgrade(token, &head, service) {
+        let Some(hs) = self.sj_upgrade(token, &head, service) else {
             return;
-        }
-        let (k, attach) = self.sj_attach(service, channel, key, Receiver::WebSocket);
-        self.ws_become(token, WsMode::SockJs(k), &early);
+        };
+        let k = self.sj_new_session(service, channel, key);
+        let attach = self.sj.sessions[k].s.attach(self.now, Receiver::WebSocket);
+        self.sj_rearm(k);
+        self.ws_become(token, WsMode::SockJs(k), &early, hs);
         match attach {
             Attach::Rejected(frame) => {
                 self.ws_text(token, frame.as_bytes());
@@ -729,12 +743,12 @@ impl Server {
         service: Service,
         channel: &str,
     ) {
-        if !self.sj_upgrade(token, &head, service) {
+        let Some(hs) = self.sj_upgrade(token, &head, service) else {
             return;
-        }
+        };
         match service {
             Service::Bridge => {
-                self.ws_become(token, WsMode::Raw(channel.to_string()), &early);
+                self.ws_become(token, WsMode::Raw(channel.to_string()), &early, hs);
                 self.sj
                     .channels
                     .entry(channel.to_string())
@@ -742,35 +756,43 @@ impl Server {
                     .push(Member::Raw(token));
             }
             Service::Close => {
-                self.ws_become(token, WsMode::Echo, &early);
+                self.ws_become(token, WsMode::Echo, &early, hs);
                 let (code, reason) = sockjs::CLOSE_GO_AWAY;
                 self.ws_close_with(token, code, reason);
             }
-            _ => self.ws_become(token, WsMode::Echo, &early),
+            _ => self.ws_become(token, WsMode::Echo, &early, hs),
         }
         self.ws_drive(token);
     }
 
     /// The SockJS flavour of the upgrade checks (400 with SockJS's texts).
-    fn sj_upgrade(&mut self, token: Token, head: &Head, service: Service) -> bool {
+    /// RFC 6455 (versions 13 and 8), and hixie-76 (`Sec-WebSocket-Key1`
+    /// and `Key2`, no version), which the SockJS protocol still tests.
+    fn sj_upgrade(&mut self, token: Token, head: &Head, service: Service) -> Option<Handshake> {
         let minor = head.minor;
         if !service.websocket() {
             let msg = "WebSocket is disabled on this channel.";
             self.respond_error(token, minor, 404, msg, false);
-            return false;
+            return None;
         }
         if !head.upgrade_websocket || !head.connection_upgrade {
             self.respond_error(token, minor, 400, sockjs::ERR_NOT_WEBSOCKET, false);
-            return false;
+            return None;
+        }
+        let hixie = head.ws_version.is_none()
+            && head.ws_key.is_none()
+            && (head.ws_hixie_keys.0.is_some() || head.ws_hixie_keys.1.is_some());
+        if hixie {
+            return self.ws_accept_hixie(token, head);
         }
         if !matches!(
             head.ws_version.as_deref().map(str::trim),
             Some("13") | Some("8")
         ) {
             self.respond_error(token, minor, 400, sockjs::ERR_WEBSOCKET_VERSION, false);
-            return false;
+            return None;
         }
-        self.ws_accept(token, head)
+        self.ws_accept(token, head).then_some(Handshake::Rfc6455)
     }
 
     /// A WebSocket member sent messages (called by the WebSocket reader).

@@ -8,7 +8,8 @@
 //!   input buffer, so a message of any size costs no more memory. A peer
 //!   whose outbound queue passes 256 KiB stops the other from being read
 //!   (backpressure both ways). Pings are answered here; a close from one
-//!   side is passed on with its code and reason, and both connections end.
+//!   side is passed on with its code and reason, and both connections end
+//!   once each has answered its close.
 //! - **Echo** (`/sockjs/echo/websocket`, the SockJS test service's raw
 //!   endpoint): each data frame is echoed once it is complete and valid,
 //!   so an invalid frame is refused (close 1007/1002) before any of it is
@@ -16,22 +17,54 @@
 //!
 //! Every incoming frame passes the codec's checks (`crate::ws`): masking,
 //! RSV bits, opcodes, control frame rules, fragmentation order, sizes, and
-//! UTF-8 of text messages, fail-fast.
+//! UTF-8 of text messages, fail-fast. The SockJS endpoints may also speak
+//! hixie-76 (`crate::hixie`): the `101` head goes out at once, the
+//! challenge answer once the client's key3 is read, and frames queued
+//! before that wait behind it.
+//!
+//! Rules that hold for every mode:
+//!
+//! - The queue bound ([`WS_QUEUE`]): what weir queues for a connection is
+//!   bounded. A pipe peer feeding a full queue is not read; an echo or
+//!   SockJS connection whose own queue is full is not read; no connection
+//!   is read past a ping it has no room to answer, and only its latest
+//!   ping is answered; SockJS frames wait in their session's bounded
+//!   outbox; a raw channel member that falls behind is closed. Reading
+//!   resumes on the drain.
+//! - The close handshake: after weir sends a close frame it goes on reading
+//!   (dropping data) until the peer's close, at most [`CLOSE_WAIT`], and
+//!   only then ends TCP, through the plain closing path (shut down writes,
+//!   read what is left), so the peer's close never meets a reset. A close
+//!   due while the connection's output is inside a forwarded frame waits
+//!   for that frame's end. After a protocol error nothing more is parsed:
+//!   the close goes out and the connection lingers until the client closes.
+//! - A pipe peer is named by token; a freed peer's slot may be reused, so
+//!   every use checks that the peer is still bridged to this connection.
+
+use std::time::Duration;
 
 use mio::Token;
 
-use crate::conn::{Io, State};
+use crate::conn::{Conn, Io, State};
+use crate::hixie;
 use crate::http::{response, Head};
 use crate::readiness::Ready;
 use crate::server::{Server, Timer};
 use crate::ws::{self, Completed, FrameParser, MessageState, OpCode, Parsed, Role, WsError};
 
-/// Bytes one connection's outbound queue may hold before the connection
-/// feeding it is paused.
-const WS_QUEUE: usize = 256 * 1024;
+/// Bytes one connection's outbound queue may hold. Past it, whatever fills
+/// the queue stops: the connection itself is not read (its pongs and
+/// echoes), the pipe peer feeding it is not read, a SockJS session keeps
+/// its messages in its own bounded outbox, and a raw channel member that
+/// others write to is closed as too slow.
+pub(crate) const WS_QUEUE: usize = 256 * 1024;
 
 /// Input buffer per WebSocket connection.
 const WS_INBUF: usize = 64 * 1024;
+
+/// How long weir waits for the peer's close frame after sending its own
+/// (RFC 6455 §7.1.1: the server closes TCP after the close handshake).
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a WebSocket connection is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +87,35 @@ pub(crate) enum WsMode {
     Raw(String),
 }
 
+/// Which handshake a WebSocket was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// RFC 6455 (the `101` is written).
+    Rfc6455,
+    /// hixie-76: the `101` head is written; the answer to the challenge
+    /// follows once the client's 8-byte key3 is read.
+    Hixie76 {
+        /// `Sec-WebSocket-Key1`'s number.
+        n1: u32,
+        /// `Sec-WebSocket-Key2`'s number.
+        n2: u32,
+    },
+}
+
+/// The wire protocol's reading state.
+#[derive(Debug)]
+enum Proto {
+    Rfc6455 {
+        parser: FrameParser,
+        msgs: MessageState,
+    },
+    Hixie76 {
+        dec: hixie::Decoder,
+        /// Still reading key3: the numbers, the bytes so far and how many.
+        key3: Option<(u32, u32, [u8; hixie::KEY3_LEN], usize)>,
+    },
+}
+
 /// A frame being echoed, held until complete.
 #[derive(Debug)]
 struct HeldFrame {
@@ -62,12 +124,38 @@ struct HeldFrame {
     data: Vec<u8>,
 }
 
+/// What happens to the data frame being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cur {
+    /// No data frame (between frames, or a control frame).
+    None,
+    /// Streamed to the pipe peer (its header is written there).
+    Forward(Token),
+    /// Held whole, then echoed.
+    Hold,
+    /// Collected into a message (SockJS and raw channel members).
+    Assemble,
+    /// Read and dropped: the connection is closing, or nobody takes it.
+    Discard,
+}
+
+/// Our side of the close handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CloseOut {
+    /// No close frame queued.
+    Open,
+    /// A close is due, but the connection's output is inside a forwarded
+    /// frame: it is written when that frame is complete.
+    Pending(Vec<u8>),
+    /// Our close frame is queued or written.
+    Sent,
+}
+
 /// Per-connection WebSocket state.
 #[derive(Debug)]
 pub struct WsConn {
     pub(crate) mode: WsMode,
-    parser: FrameParser,
-    msgs: MessageState,
+    proto: Proto,
     inbuf: Box<[u8]>,
     start: usize,
     end: usize,
@@ -76,50 +164,103 @@ pub struct WsConn {
     /// receive into its `out`: while non-zero its output is mid-frame and
     /// no other frame may be written to it.
     owed: u64,
-    /// A close frame was queued to this connection.
-    sent_close: bool,
-    /// The frame being read is a data frame (its payload is relayed).
-    cur_data: bool,
+    close_out: CloseOut,
+    /// The peer's close frame was read.
+    close_in: bool,
+    /// The peer broke the protocol: nothing more is parsed; after our
+    /// close the connection lingers (drains without parsing) and ends.
+    failed: bool,
+    cur: Cur,
     /// SockJS modes: the message being assembled, and complete ones.
     msg: Vec<u8>,
     inbox: Vec<String>,
+    /// The payload of the latest ping not yet answered: its pong waits
+    /// for room in the queue (and for the output to be between frames).
+    /// Only the latest ping is answered (RFC 6455 §5.5.3 allows it), so
+    /// pings cost at most one pong.
+    pong: Option<Vec<u8>>,
+    /// hixie-76: frames queued before the challenge answer could be
+    /// written (it needs key3, which may come after our `101` head).
+    held_out: Vec<u8>,
     /// The parser said `NeedMore` for what is buffered.
     need_input: bool,
 }
 
 impl WsConn {
-    fn new(mode: WsMode, max_message: u64, early: &[u8]) -> WsConn {
+    fn new(mode: WsMode, max_message: u64, early: &[u8], hs: Handshake) -> WsConn {
         let mut inbuf = vec![0u8; WS_INBUF].into_boxed_slice();
-        // The client should wait for 101, but any early bytes are frames.
+        // The client should wait for 101, but any early bytes are frames
+        // (or, for hixie-76, key3 and frames).
         let n = early.len().min(WS_INBUF);
         inbuf[..n].copy_from_slice(&early[..n]);
+        let proto = match hs {
+            Handshake::Rfc6455 => Proto::Rfc6455 {
+                parser: FrameParser::new(Role::Server, max_message),
+                msgs: MessageState::new(max_message),
+            },
+            Handshake::Hixie76 { n1, n2 } => Proto::Hixie76 {
+                dec: hixie::Decoder::new(max_message),
+                key3: Some((n1, n2, [0; hixie::KEY3_LEN], 0)),
+            },
+        };
         WsConn {
             mode,
-            parser: FrameParser::new(Role::Server, max_message),
-            msgs: MessageState::new(max_message),
+            proto,
             inbuf,
             start: 0,
             end: n,
             held: None,
             owed: 0,
-            sent_close: false,
-            cur_data: false,
+            close_out: CloseOut::Open,
+            close_in: false,
+            failed: false,
+            cur: Cur::None,
             msg: Vec::new(),
             inbox: Vec::new(),
+            pong: None,
+            held_out: Vec::new(),
             need_input: n == 0,
         }
+    }
+
+    /// Neither side has started the close handshake.
+    fn open(&self) -> bool {
+        self.close_out == CloseOut::Open && !self.close_in && !self.failed
+    }
+
+    fn hixie(&self) -> bool {
+        matches!(self.proto, Proto::Hixie76 { .. })
+    }
+
+    /// Still waiting for hixie-76's key3: output goes to `held_out`.
+    fn awaiting_key3(&self) -> bool {
+        matches!(self.proto, Proto::Hixie76 { key3: Some(_), .. })
+    }
+}
+
+/// Bytes queued for `conn` and not yet written.
+fn queued(conn: &Conn) -> usize {
+    conn.out.len() - conn.out_pos + conn.ws.as_ref().map_or(0, |w| w.held_out.len())
+}
+
+/// Where frames for `conn` go: its output, or, during a hixie-76
+/// handshake, the bytes held until the challenge answer.
+fn out_of(conn: &mut Conn) -> &mut Vec<u8> {
+    match &mut conn.ws {
+        Some(ws) if ws.awaiting_key3() => &mut ws.held_out,
+        _ => &mut conn.out,
     }
 }
 
 /// What the read loop ended with.
 enum Stop {
-    /// Nothing more to read now, or the target is full.
+    /// Nothing more to read now, or a queue it fills is full.
     Idle,
     /// A close frame arrived (code and raw payload to pass on).
     Closed(Option<u16>, Vec<u8>),
     /// The client broke the protocol.
     Failed(WsError),
-    /// The client's connection ended without a close frame.
+    /// The client's connection ended (EOF or error) without a close frame.
     Gone,
 }
 
@@ -168,18 +309,93 @@ impl Server {
         true
     }
 
+    /// Answer a hixie-76 upgrade (`Sec-WebSocket-Key1`/`Key2`, no version):
+    /// the `101` head now, the challenge answer once key3 is read (a proxy
+    /// that does not know hixie-76 sends key3 only after it sees our head).
+    /// `400` for keys that do not give numbers or a missing `Host`.
+    pub(crate) fn ws_accept_hixie(&mut self, token: Token, head: &Head) -> Option<Handshake> {
+        let minor = head.minor;
+        let n1 = head.ws_hixie_keys.0.as_deref().and_then(hixie::key_number);
+        let n2 = head.ws_hixie_keys.1.as_deref().and_then(hixie::key_number);
+        let host = head.host.as_deref().filter(|h| !h.is_empty());
+        let (Some(n1), Some(n2), Some(host)) = (n1, n2, host) else {
+            let msg = "Invalid hixie-76 handshake: Sec-WebSocket-Key1/Key2 and Host are needed.";
+            self.respond_error(token, minor, 400, msg, false);
+            return None;
+        };
+        let scheme = match head.forwarded_proto.as_deref() {
+            Some(p) if p.eq_ignore_ascii_case("https") => "wss",
+            _ => "ws",
+        };
+        let query = head
+            .query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let mut h = String::with_capacity(256);
+        h.push_str("HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n");
+        if let Some(origin) = head.origin.as_deref() {
+            h.push_str(&format!("Sec-WebSocket-Origin: {origin}\r\n"));
+        }
+        h.push_str(&format!(
+            "Sec-WebSocket-Location: {scheme}://{host}{}{query}\r\n\r\n",
+            head.path
+        ));
+        self.conns[token.0].out.extend_from_slice(h.as_bytes());
+        Some(Handshake::Hixie76 { n1, n2 })
+    }
+
     /// Queue one text message to a WebSocket (dropped if it is closing).
     pub(crate) fn ws_text(&mut self, token: Token, text: &[u8]) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         let Some(ws) = conn.ws.as_ref() else { return };
-        if conn.state != State::WebSocket || ws.sent_close || ws.owed > 0 {
+        if conn.state != State::WebSocket || !ws.open() || ws.owed > 0 {
             return;
         }
-        ws::write_header(&mut conn.out, true, OpCode::Text, text.len() as u64, None);
-        conn.out.extend_from_slice(text);
+        let hixie = ws.hixie();
+        let out = out_of(conn);
+        if hixie {
+            hixie::text_frame(out, text);
+        } else {
+            ws::write_header(out, true, OpCode::Text, text.len() as u64, None);
+            out.extend_from_slice(text);
+        }
         self.ws_flush(token);
+    }
+
+    /// Whether `token` is a WebSocket whose queue has room (under
+    /// [`WS_QUEUE`]) for more frames.
+    pub(crate) fn ws_room(&self, token: Token) -> bool {
+        self.conns
+            .get(token.0)
+            .is_some_and(|c| c.state == State::WebSocket && queued(c) < WS_QUEUE)
+    }
+
+    /// A message from another member of a channel to raw member `token`:
+    /// queued, unless that passes the bound; then the member, which does
+    /// not read fast enough, is closed (nobody else waits for it).
+    pub(crate) fn ws_text_to_member(&mut self, token: Token, text: &[u8]) {
+        if !self.ws_room(token) {
+            if let Some(c) = self.conns.get_mut(token.0) {
+                let _ = c.flush_out();
+            }
+        }
+        if self.ws_room(token) {
+            return self.ws_text(token, text);
+        }
+        let Some(conn) = self.conns.get(token.0) else {
+            return;
+        };
+        if conn.ws.as_ref().is_some_and(|w| w.open()) {
+            log::debug!("[{}] raw websocket member too slow: closing", token.0);
+            let reason = format!(
+                "Receiver too slow: more than {} KiB queued.",
+                WS_QUEUE / 1024
+            );
+            self.ws_close_with(token, ws::close::POLICY, &reason);
+        }
     }
 
     /// Close a WebSocket with `code` and `reason`.
@@ -188,14 +404,23 @@ impl Server {
         self.ws_send_close(token, &p);
     }
 
-    /// Make `token` a WebSocket in `mode` (after its `101`).
-    pub(crate) fn ws_become(&mut self, token: Token, mode: WsMode, early: &[u8]) {
+    /// Make `token` a WebSocket in `mode` (after its `101` head).
+    pub(crate) fn ws_become(&mut self, token: Token, mode: WsMode, early: &[u8], hs: Handshake) {
         let max = self.config.ws_max_message;
         let conn = &mut self.conns[token.0];
         conn.state = State::WebSocket;
-        conn.ws = Some(Box::new(WsConn::new(mode, max, early)));
+        conn.ws = Some(Box::new(WsConn::new(mode, max, early, hs)));
         conn.ready.interest = Ready::READABLE | Ready::WRITABLE;
         conn.linger = false;
+        if matches!(hs, Handshake::Hixie76 { .. }) {
+            // key3 is due at once; it gets the time a head gets.
+            let t = self
+                .timers
+                .insert(self.now, self.config.head_timeout, Timer::Conn(token));
+            if let Some(old) = self.conns[token.0].timer.replace(t) {
+                self.timers.cancel(old);
+            }
+        }
     }
 
     /// `GET /<path>` with `Upgrade: websocket`: pair two peers on the path.
@@ -220,6 +445,7 @@ impl Server {
         if self.ws_handshake(token, &head).is_none() {
             return;
         }
+        let rfc = Handshake::Rfc6455;
         match self.ws_waiting.remove(&key) {
             Some(peer)
                 if self
@@ -227,14 +453,11 @@ impl Server {
                     .get(peer.0)
                     .is_some_and(|c| c.state == State::WebSocket) =>
             {
-                self.ws_become(
-                    token,
-                    WsMode::Pipe {
-                        peer,
-                        key: key.clone(),
-                    },
-                    &early,
-                );
+                let mode = WsMode::Pipe {
+                    peer,
+                    key: key.clone(),
+                };
+                self.ws_become(token, mode, &early, rfc);
                 if let Some(ws) = self.conns[peer.0].ws.as_mut() {
                     ws.mode = WsMode::Pipe {
                         peer: token,
@@ -251,7 +474,7 @@ impl Server {
                 self.ws_drive(token);
             }
             _ => {
-                self.ws_become(token, WsMode::Waiting(key.clone()), &early);
+                self.ws_become(token, WsMode::Waiting(key.clone()), &early, rfc);
                 self.ws_waiting.insert(key, token);
                 self.mark_parked(token);
                 let ttl = self.config.ttl;
@@ -263,6 +486,26 @@ impl Server {
         }
     }
 
+    /// The pipe peer of `token` (whose mode is `mode`), if it is still a
+    /// WebSocket bridged to `token`. A freed peer's slot may hold another
+    /// connection by now; this never names it.
+    fn ws_pipe_peer(&self, token: Token, mode: &WsMode) -> Option<Token> {
+        let WsMode::Pipe { peer, .. } = mode else {
+            return None;
+        };
+        self.ws_is_peer_of(*peer, token).then_some(*peer)
+    }
+
+    /// Whether `peer` is a WebSocket bridged to `token`.
+    fn ws_is_peer_of(&self, peer: Token, token: Token) -> bool {
+        self.conns.get(peer.0).is_some_and(|c| {
+            c.state == State::WebSocket
+                && c.ws
+                    .as_ref()
+                    .is_some_and(|w| matches!(w.mode, WsMode::Pipe { peer: p, .. } if p == token))
+        })
+    }
+
     /// Readiness for a WebSocket connection.
     pub(crate) fn ws_drive(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token.0) else {
@@ -272,50 +515,94 @@ impl Server {
             return;
         }
         // 1. Write what is queued for it.
-        match conn.flush_out() {
-            Ok(_) => {}
-            Err(_) => return self.ws_gone(token),
+        if conn.flush_out().is_err() {
+            return self.ws_gone(token);
         }
-        let drained = conn.out.len() - conn.out_pos < WS_QUEUE;
-        let Some(ws) = conn.ws.as_ref() else { return };
-        if ws.sent_close && !conn.out_pending() && ws.owed == 0 {
-            // Our close is out: the connection is done.
-            let ws = conn.ws.take();
-            conn.state = State::Responding { keep_alive: false };
-            self.finish_conn(token);
-            if let Some(ws) = ws {
-                self.ws_forget(token, &ws.mode);
-            }
+        // (Its WsConn is out while its own read loop runs: nothing more.)
+        if conn.ws.is_none() || self.ws_release_close(token) || self.ws_done(token) {
             return;
         }
+        let conn = &mut self.conns[token.0];
+        let Some(ws) = conn.ws.as_ref() else { return };
         let mode = ws.mode.clone();
-        // 2. A reader paused because our queue was full may go on.
-        if drained && mode == WsMode::Echo {
-            self.conns[token.0].ready.interest.insert(Ready::READABLE);
-        }
-        if let WsMode::Pipe { peer, .. } = mode {
-            if drained {
-                if let Some(p) = self.conns.get_mut(peer.0) {
-                    if p.state == State::WebSocket && !p.ready.interest.contains(Ready::READABLE) {
-                        p.ready.interest.insert(Ready::READABLE);
-                        self.ws_read(peer);
-                    }
+        let reads = !ws.failed && (ws.open() || ws.close_out == CloseOut::Sent);
+        let waiting = matches!(mode, WsMode::Waiting(_)) && ws.open();
+        // 2. Below the bound again: whatever it paused goes on.
+        if queued(conn) < WS_QUEUE {
+            self.ws_pong_due(token);
+            let conn = &mut self.conns[token.0];
+            if reads && !waiting {
+                conn.ready.interest.insert(Ready::READABLE);
+            }
+            if let WsMode::SockJs(k) = mode {
+                self.sj_pump(k);
+            }
+            if let Some(peer) = self.ws_pipe_peer(token, &mode) {
+                let p = &mut self.conns[peer.0];
+                if !p.ready.interest.contains(Ready::READABLE)
+                    && p.ws.as_ref().is_some_and(|w| !w.failed)
+                {
+                    p.ready.interest.insert(Ready::READABLE);
+                    self.ws_read(peer);
                 }
             }
         }
         // 3. Read and relay its frames.
-        match mode {
-            WsMode::Waiting(_) => {
-                let conn = &self.conns[token.0];
-                if conn.ready.hung_up() && !conn.out_pending() {
-                    self.ws_gone(token);
-                }
+        let Some(conn) = self.conns.get(token.0) else {
+            return;
+        };
+        if conn.state != State::WebSocket {
+            return;
+        }
+        if waiting {
+            // Unread while it waits; still notice it leave.
+            if conn.ready.hung_up() && !conn.out_pending() {
+                self.ws_gone(token);
             }
-            _ => self.ws_read(token),
+        } else if reads {
+            self.ws_read(token);
         }
     }
 
-    /// Read frames from `token` and pass them to their target.
+    /// End the connection if its close handshake is over: our close is
+    /// written, and the peer's close came (or its EOF, or it failed).
+    /// Returns whether it ended.
+    fn ws_done(&mut self, token: Token) -> bool {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return false;
+        };
+        let Some(ws) = conn.ws.as_ref() else {
+            return false;
+        };
+        let over = ws.close_out == CloseOut::Sent
+            && ws.owed == 0
+            && queued(conn) == 0
+            && (ws.close_in || ws.failed || conn.read_eof);
+        if over {
+            // A failed peer may still be sending: drain it without parsing
+            // (lingering) so our close is not destroyed by a reset.
+            let linger = ws.failed && !conn.read_eof;
+            self.ws_finish(token, linger);
+        }
+        over
+    }
+
+    /// Hand the connection to the plain closing path: shut down writes,
+    /// read what the client still sends (lingering, or at once), close.
+    fn ws_finish(&mut self, token: Token, linger: bool) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        let ws = conn.ws.take();
+        conn.state = State::Responding { keep_alive: false };
+        conn.linger = linger;
+        self.finish_conn(token);
+        if let Some(ws) = ws {
+            self.ws_forget(token, &ws.mode);
+        }
+    }
+
+    /// Read frames from `token` and pass them on.
     fn ws_read(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
@@ -324,15 +611,13 @@ impl Server {
             return;
         }
         let Some(mut ws) = conn.ws.take() else { return };
-        let target = match ws.mode {
-            WsMode::Pipe { peer, .. } => peer,
-            WsMode::Echo | WsMode::SockJs(_) | WsMode::Raw(_) => token,
-            WsMode::Waiting(_) => {
-                self.conns[token.0].ws = Some(ws);
-                return;
-            }
+        let stop = if ws.failed || (matches!(ws.mode, WsMode::Waiting(_)) && ws.open()) {
+            Stop::Idle
+        } else if ws.hixie() {
+            self.ws_read_hixie(token, &mut ws)
+        } else {
+            self.ws_read_loop(token, &mut ws)
         };
-        let stop = self.ws_read_loop(token, target, &mut ws);
         let inbox = std::mem::take(&mut ws.inbox);
         let mode = ws.mode.clone();
         let Some(conn) = self.conns.get_mut(token.0) else {
@@ -341,62 +626,172 @@ impl Server {
         conn.ws = Some(ws);
         if !inbox.is_empty() {
             self.sj_ws_messages(token, &mode, inbox);
+            // Answering them may have ended the connection.
+            let still = self
+                .conns
+                .get(token.0)
+                .is_some_and(|c| c.state == State::WebSocket && c.ws.is_some());
+            if !still {
+                return;
+            }
         }
         match stop {
             Stop::Idle => {}
             Stop::Closed(code, payload) => self.ws_closed(token, code, &payload),
             Stop::Failed(e) => self.ws_failed(token, e),
-            Stop::Gone => self.ws_gone(token),
+            Stop::Gone => {
+                let closing_eof = self
+                    .conns
+                    .get(token.0)
+                    .is_some_and(|c| c.read_eof && c.ws.as_ref().is_some_and(|w| !w.open()));
+                if closing_eof {
+                    // The peer ended after our close: done once it is out.
+                    if !self.ws_done(token) {
+                        if let Some(c) = self.conns.get_mut(token.0) {
+                            c.ready.interest.remove(Ready::READABLE);
+                        }
+                    }
+                } else {
+                    self.ws_gone(token);
+                }
+            }
         }
-        // Write what was queued for the target (and for us: pongs).
-        if target != token {
-            self.ws_flush(target);
+        // Write what was queued for the peer (and for us: pongs, echoes).
+        if let Some(peer) = self.ws_pipe_peer(token, &mode) {
+            self.ws_flush(peer);
         }
         self.ws_flush(token);
     }
 
-    fn ws_read_loop(&mut self, token: Token, target: Token, ws: &mut WsConn) -> Stop {
-        loop {
-            let Some(tconn) = self.conns.get(target.0) else {
-                return Stop::Gone;
+    /// Whether a queue `token`'s reading fills is over the bound even
+    /// after writing what the socket takes: its own (if `own`), and
+    /// `fwd`'s, the pipe peer its frames go to. `Err` when writing its own
+    /// queue failed.
+    fn ws_over_bound(&mut self, token: Token, own: bool, fwd: Option<Token>) -> Result<bool, ()> {
+        for (t, own) in [(own.then_some(token), true), (fwd, false)] {
+            let Some(t) = t else { continue };
+            let Some(c) = self.conns.get_mut(t.0) else {
+                continue;
             };
-            if tconn.state != State::WebSocket {
-                return Stop::Gone;
+            if queued(c) <= WS_QUEUE {
+                continue;
             }
-            if tconn.out.len() - tconn.out_pos > WS_QUEUE {
-                // Write the target's queue out first. Pause only when its
-                // socket is really full: that WouldBlock guarantees a
-                // writable edge later, whose drive resumes this reader.
-                let t = &mut self.conns[target.0];
-                if t.flush_out().is_err() {
-                    return Stop::Idle;
+            // Pause only when its socket is really full: that WouldBlock
+            // guarantees a writable edge later, whose drive resumes this
+            // reader.
+            if c.flush_out().is_err() {
+                if own {
+                    return Err(());
                 }
-                if t.out.len() - t.out_pos > WS_QUEUE {
-                    t.ready.interest.insert(Ready::WRITABLE);
-                    self.conns[token.0].ready.interest.remove(Ready::READABLE);
-                    return Stop::Idle;
-                }
+                continue;
+            }
+            if queued(c) > WS_QUEUE {
+                c.ready.interest.insert(Ready::WRITABLE);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Queue the pong `ws` owes, if its output is between frames and its
+    /// queue has room. Returns `false` when the queue is full (the socket
+    /// took what it could): the caller stops reading `token`, and the
+    /// drain that follows writes the pong and resumes it.
+    fn ws_write_pong(&mut self, token: Token, ws: &mut WsConn) -> bool {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return true;
+        };
+        if ws.pong.is_none() || ws.owed > 0 || !ws.open() {
+            return true;
+        }
+        if conn.out.len() - conn.out_pos > WS_QUEUE {
+            let _ = conn.flush_out();
+            if conn.out.len() - conn.out_pos > WS_QUEUE {
+                conn.ready.interest.insert(Ready::WRITABLE);
+                conn.ready.interest.remove(Ready::READABLE);
+                return false;
+            }
+        }
+        if let Some(p) = ws.pong.take() {
+            conn.out
+                .extend_from_slice(&ws::frame(true, OpCode::Pong, &p));
+        }
+        true
+    }
+
+    /// `ws_write_pong` for a connection whose `WsConn` is in place.
+    fn ws_pong_due(&mut self, token: Token) {
+        let Some(mut ws) = self.conns.get_mut(token.0).and_then(|c| c.ws.take()) else {
+            return;
+        };
+        self.ws_write_pong(token, &mut ws);
+        if let Some(c) = self.conns.get_mut(token.0) {
+            c.ws = Some(ws);
+        }
+    }
+
+    /// Fill `ws.inbuf` from the socket when the parser needs input.
+    /// `Some(stop)` when there is nothing to parse.
+    fn ws_fill(&mut self, token: Token, ws: &mut WsConn) -> Option<Stop> {
+        if ws.start < ws.end || !ws.need_input {
+            return None;
+        }
+        let conn = &mut self.conns[token.0];
+        if !conn.ready.can_read() {
+            return Some(Stop::Idle);
+        }
+        match conn.read_into(&mut ws.inbuf) {
+            Io::Moved(n) => {
+                ws.start = 0;
+                ws.end = n;
+                ws.need_input = false;
+                None
+            }
+            Io::WouldBlock => Some(Stop::Idle),
+            Io::Eof | Io::Failed(_) => Some(Stop::Gone),
+        }
+    }
+
+    /// The bound check at the top of each read step: `Some(stop)` when
+    /// reading must pause (or the connection failed).
+    fn ws_check_bound(&mut self, token: Token, ws: &WsConn) -> Option<Stop> {
+        let fwd = match ws.cur {
+            Cur::Forward(p) => Some(p),
+            _ if ws.open() => self.ws_pipe_peer(token, &ws.mode),
+            _ => None,
+        };
+        // Its own queue counts where what it sends is answered into it
+        // (echoes, SockJS replies). Elsewhere its own queue holds what its
+        // peer sent, and pausing it on that would deadlock two clients that
+        // both write before they read; its pings are bounded by
+        // `ws_write_pong` instead.
+        let own = matches!(ws.mode, WsMode::Echo | WsMode::SockJs(_));
+        match self.ws_over_bound(token, own, fwd) {
+            Err(()) => Some(Stop::Gone),
+            Ok(true) => {
+                self.conns[token.0].ready.interest.remove(Ready::READABLE);
+                Some(Stop::Idle)
+            }
+            Ok(false) => None,
+        }
+    }
+
+    fn ws_read_loop(&mut self, token: Token, ws: &mut WsConn) -> Stop {
+        loop {
+            if let Some(stop) = self.ws_check_bound(token, ws) {
+                return stop;
             }
             // Parse first, read only when the parser asks for input: after
             // a header with a zero length the (empty) payload is ready with
             // no bytes at all, and reading first would hold that frame
             // until the client sent something else.
-            if ws.start == ws.end && ws.need_input {
-                let conn = &mut self.conns[token.0];
-                if !conn.ready.can_read() {
-                    return Stop::Idle;
-                }
-                match conn.read_into(&mut ws.inbuf) {
-                    Io::Moved(n) => {
-                        ws.start = 0;
-                        ws.end = n;
-                        ws.need_input = false;
-                    }
-                    Io::WouldBlock => return Stop::Idle,
-                    Io::Eof | Io::Failed(_) => return Stop::Gone,
-                }
+            if let Some(stop) = self.ws_fill(token, ws) {
+                return stop;
             }
-            let (used, item) = match ws.parser.parse(&mut ws.inbuf[ws.start..ws.end]) {
+            let Proto::Rfc6455 { parser, msgs } = &mut ws.proto else {
+                return Stop::Idle;
+            };
+            let (used, item) = match parser.parse(&mut ws.inbuf[ws.start..ws.end]) {
                 Ok(x) => x,
                 Err(e) => return Stop::Failed(e),
             };
@@ -410,80 +805,182 @@ impl Server {
                 Parsed::Header {
                     fin, opcode, len, ..
                 } => {
-                    if let Err(e) = ws.msgs.on_header(fin, opcode, len) {
+                    if let Err(e) = msgs.on_header(fin, opcode, len) {
                         return Stop::Failed(e);
                     }
-                    ws.cur_data = !opcode.is_control();
-                    let assemble = matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_));
-                    if ws.cur_data && !assemble {
-                        if target == token {
-                            ws.held = Some(HeldFrame {
-                                fin,
-                                opcode,
-                                data: Vec::with_capacity(len.min(1 << 20) as usize),
-                            });
-                        } else {
-                            let t = &mut self.conns[target.0];
-                            ws::write_header(&mut t.out, fin, opcode, len, None);
-                            if let Some(tw) = t.ws.as_mut() {
-                                tw.owed = len;
+                    ws.cur = if opcode.is_control() {
+                        Cur::None
+                    } else if !ws.open() {
+                        Cur::Discard
+                    } else {
+                        match &ws.mode {
+                            WsMode::Pipe { .. } => match self.ws_pipe_peer(token, &ws.mode) {
+                                Some(p) => {
+                                    let t = &mut self.conns[p.0];
+                                    match t.ws.as_mut() {
+                                        Some(tw) if tw.open() => {
+                                            tw.owed = len;
+                                            ws::write_header(&mut t.out, fin, opcode, len, None);
+                                            Cur::Forward(p)
+                                        }
+                                        _ => Cur::Discard,
+                                    }
+                                }
+                                None => Cur::Discard,
+                            },
+                            WsMode::Echo => {
+                                ws.held = Some(HeldFrame {
+                                    fin,
+                                    opcode,
+                                    data: Vec::with_capacity(len.min(1 << 20) as usize),
+                                });
+                                Cur::Hold
                             }
+                            WsMode::SockJs(_) | WsMode::Raw(_) => Cur::Assemble,
+                            WsMode::Waiting(_) => Cur::Discard,
                         }
-                    }
+                    };
                 }
                 Parsed::Payload { start, n, last } => {
                     let piece = &ws.inbuf[piece_at + start..piece_at + start + n];
-                    if let Err(e) = ws.msgs.on_payload(piece) {
+                    if let Err(e) = msgs.on_payload(piece) {
                         return Stop::Failed(e);
                     }
-                    if matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_)) {
-                        if ws.cur_data {
-                            ws.msg.extend_from_slice(piece);
+                    match ws.cur {
+                        Cur::Forward(p) => {
+                            if self.ws_is_peer_of(p, token) {
+                                let t = &mut self.conns[p.0];
+                                t.out.extend_from_slice(piece);
+                                if let Some(tw) = t.ws.as_mut() {
+                                    tw.owed = tw.owed.saturating_sub(n as u64);
+                                }
+                            }
                         }
-                    } else if let Some(h) = ws.held.as_mut() {
-                        h.data.extend_from_slice(piece);
-                    } else if target != token && ws.cur_data {
-                        let t = &mut self.conns[target.0];
-                        t.out.extend_from_slice(piece);
-                        if let Some(tw) = t.ws.as_mut() {
-                            tw.owed = tw.owed.saturating_sub(n as u64);
+                        Cur::Hold => {
+                            if let Some(h) = ws.held.as_mut() {
+                                h.data.extend_from_slice(piece);
+                            }
                         }
+                        Cur::Assemble => ws.msg.extend_from_slice(piece),
+                        Cur::Discard | Cur::None => {}
                     }
                     if last {
-                        match ws.msgs.on_frame_end() {
+                        let cur = std::mem::replace(&mut ws.cur, Cur::None);
+                        match msgs.on_frame_end() {
                             Err(e) => return Stop::Failed(e),
                             Ok(Some(Completed::Ping(p))) => {
-                                let pong = ws::frame(true, OpCode::Pong, p.as_bytes());
-                                let own = &mut self.conns[token.0];
-                                if !ws.sent_close && ws.owed == 0 {
-                                    own.out.extend_from_slice(&pong);
+                                // After our close, nothing more is sent.
+                                if ws.open() {
+                                    ws.pong = Some(p.as_bytes().to_vec());
+                                    if !self.ws_write_pong(token, ws) {
+                                        // Its queue is full: it is not read
+                                        // until the queue drains.
+                                        return Stop::Idle;
+                                    }
                                 }
                             }
                             Ok(Some(Completed::Close { code, payload })) => {
                                 return Stop::Closed(code, payload.as_bytes().to_vec());
                             }
-                            Ok(Some(Completed::Message { .. }))
-                                if matches!(ws.mode, WsMode::SockJs(_) | WsMode::Raw(_)) =>
-                            {
+                            Ok(Some(Completed::Message { .. })) if cur == Cur::Assemble => {
                                 let bytes = std::mem::take(&mut ws.msg);
-                                ws.inbox.push(String::from_utf8_lossy(&bytes).into_owned());
+                                if ws.open() {
+                                    ws.inbox.push(String::from_utf8_lossy(&bytes).into_owned());
+                                }
                             }
                             Ok(_) => {
-                                if let Some(h) = ws.held.take() {
-                                    let own = &mut self.conns[token.0];
-                                    ws::write_header(
-                                        &mut own.out,
-                                        h.fin,
-                                        h.opcode,
-                                        h.data.len() as u64,
-                                        None,
-                                    );
-                                    own.out.extend_from_slice(&h.data);
+                                if cur == Cur::Discard {
+                                    ws.msg.clear();
+                                }
+                                if let Some(h) = ws.held.take().filter(|_| cur == Cur::Hold) {
+                                    if ws.open() && ws.owed == 0 {
+                                        let own = &mut self.conns[token.0];
+                                        ws::write_header(
+                                            &mut own.out,
+                                            h.fin,
+                                            h.opcode,
+                                            h.data.len() as u64,
+                                            None,
+                                        );
+                                        own.out.extend_from_slice(&h.data);
+                                    }
                                 }
                             }
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The read loop of a hixie-76 connection: key3 first, then text
+    /// frames (each one a message) and the close frame.
+    fn ws_read_hixie(&mut self, token: Token, ws: &mut WsConn) -> Stop {
+        loop {
+            if let Some(stop) = self.ws_check_bound(token, ws) {
+                return stop;
+            }
+            if let Some(stop) = self.ws_fill(token, ws) {
+                return stop;
+            }
+            let Proto::Hixie76 { dec, key3 } = &mut ws.proto else {
+                return Stop::Idle;
+            };
+            if let Some((n1, n2, k, have)) = key3 {
+                let take = (hixie::KEY3_LEN - *have).min(ws.end - ws.start);
+                k[*have..*have + take].copy_from_slice(&ws.inbuf[ws.start..ws.start + take]);
+                *have += take;
+                ws.start += take;
+                if *have == hixie::KEY3_LEN {
+                    let answer = hixie::challenge_response(*n1, *n2, k);
+                    *key3 = None;
+                    let conn = &mut self.conns[token.0];
+                    conn.out.extend_from_slice(&answer);
+                    conn.out.append(&mut ws.held_out);
+                    // The key3 timer, unless a close already replaced it.
+                    if ws.open() {
+                        if let Some(t) = conn.timer.take() {
+                            self.timers.cancel(t);
+                        }
+                    }
+                } else {
+                    ws.need_input = true;
+                }
+                continue;
+            }
+            let (used, item) = match dec.parse(&ws.inbuf[ws.start..ws.end]) {
+                Ok(x) => x,
+                Err(hixie::HixieError::TooBig) => return Stop::Failed(WsError::TooBig),
+                Err(hixie::HixieError::BadLength) => {
+                    return Stop::Failed(WsError::Protocol("hixie-76 frame length too long"))
+                }
+            };
+            let at = ws.start;
+            ws.start += used;
+            match item {
+                hixie::Item::NeedMore => {
+                    ws.start = ws.end;
+                    ws.need_input = true;
+                }
+                hixie::Item::TextStart => ws.msg.clear(),
+                hixie::Item::Text { start, n } => {
+                    if ws.open() {
+                        ws.msg
+                            .extend_from_slice(&ws.inbuf[at + start..at + start + n]);
+                    }
+                }
+                hixie::Item::TextEnd => {
+                    let bytes = std::mem::take(&mut ws.msg);
+                    if !ws.open() {
+                        continue;
+                    }
+                    if ws.mode == WsMode::Echo {
+                        hixie::text_frame(&mut self.conns[token.0].out, &bytes);
+                    } else {
+                        ws.inbox.push(String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                }
+                hixie::Item::Close => return Stop::Closed(None, Vec::new()),
             }
         }
     }
@@ -500,79 +997,143 @@ impl Server {
                 if conn.out_pending() {
                     conn.ready.interest.insert(Ready::WRITABLE);
                 }
-                let done = conn
-                    .ws
-                    .as_ref()
-                    .is_some_and(|w| w.sent_close && w.owed == 0)
-                    && !conn.out_pending();
-                if done {
-                    self.ws_drive(token);
+                if !self.ws_release_close(token) && !self.ws_done(token) {
+                    self.ws_pong_due(token);
                 }
             }
             Err(_) => self.ws_gone(token),
         }
     }
 
-    /// Queue a close frame to `token` (if its output is at a frame boundary;
-    /// otherwise it can only be cut). Its connection ends once written.
+    /// A close held back while `token`'s output was inside a forwarded
+    /// frame goes out once that frame is complete. Returns whether it did.
+    fn ws_release_close(&mut self, token: Token) -> bool {
+        let Some(ws) = self.conns.get_mut(token.0).and_then(|c| c.ws.as_mut()) else {
+            return false;
+        };
+        if ws.owed > 0 || !matches!(ws.close_out, CloseOut::Pending(_)) {
+            return false;
+        }
+        let CloseOut::Pending(p) = std::mem::replace(&mut ws.close_out, CloseOut::Open) else {
+            return false;
+        };
+        self.ws_send_close(token, &p);
+        true
+    }
+
+    /// Start our side of the close handshake: queue a close frame to
+    /// `token` (held back while its output is inside a forwarded frame),
+    /// go on reading for the peer's close, under [`CLOSE_WAIT`].
     fn ws_send_close(&mut self, token: Token, payload: &[u8]) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
+        if conn.state != State::WebSocket {
+            return;
+        }
         let Some(ws) = conn.ws.as_mut() else { return };
-        if ws.sent_close {
+        if ws.close_out != CloseOut::Open {
             return;
         }
-        ws.sent_close = true;
-        // Nothing more is read from it.
-        conn.ready.interest.remove(Ready::READABLE);
         if ws.owed > 0 {
-            // Mid-frame: a close frame would corrupt the stream; cut it.
-            let _ = socket2::SockRef::from(&conn.sock).set_linger(Some(std::time::Duration::ZERO));
-            self.kill(token, "websocket cut mid-frame");
-            return;
+            ws.close_out = CloseOut::Pending(payload.to_vec());
+        } else {
+            ws.close_out = CloseOut::Sent;
+            let hixie = ws.hixie();
+            let out = out_of(conn);
+            if hixie {
+                out.extend_from_slice(&hixie::CLOSE_FRAME);
+            } else {
+                ws::write_header(out, true, OpCode::Close, payload.len() as u64, None);
+                out.extend_from_slice(payload);
+            }
         }
-        ws::write_header(
-            &mut conn.out,
-            true,
-            OpCode::Close,
-            payload.len() as u64,
-            None,
-        );
-        conn.out.extend_from_slice(payload);
+        let failed = conn.ws.as_ref().is_some_and(|w| w.failed);
         conn.ready.interest.insert(Ready::WRITABLE);
-        self.ws_flush(token);
+        if !failed {
+            // Read on: the peer's close (frames before it are dropped).
+            conn.ready.interest.insert(Ready::READABLE);
+        }
+        if let Some(h) = conn.timer.take() {
+            self.timers.cancel(h);
+        }
+        let t = self.timers.insert(self.now, CLOSE_WAIT, Timer::Conn(token));
+        self.conns[token.0].timer = Some(t);
+        self.ws_drive(token);
     }
 
-    /// A valid close arrived from `token`: echo it, pass it on.
-    fn ws_closed(&mut self, token: Token, code: Option<u16>, payload: &[u8]) {
-        let mode = self.conns[token.0].ws.as_ref().map(|w| w.mode.clone());
-        self.ws_send_close(token, payload);
-        if let Some(WsMode::Pipe { peer, key }) = mode {
-            // The other side learns the code and reason; the path is free.
-            log::info!("websocket pipe {key} closed by a peer (code {code:?})");
-            self.ws_running.remove(&key);
-            self.ws_send_close(peer, payload);
+    /// Cut `token` if its output is inside a frame whose source can no
+    /// longer finish it (a close frame cannot be placed inside a frame).
+    /// Returns whether it was cut.
+    fn ws_cut_mid_frame(&mut self, token: Token) -> bool {
+        let Some(conn) = self.conns.get(token.0) else {
+            return false;
+        };
+        if !conn.ws.as_ref().is_some_and(|w| w.owed > 0) {
+            return false;
         }
+        let _ = socket2::SockRef::from(&conn.sock).set_linger(Some(Duration::ZERO));
+        self.kill(token, "websocket cut mid-frame");
+        true
+    }
+
+    /// A valid close arrived from `token`: echo it; if it started the
+    /// handshake, pass it on to its pipe peer.
+    fn ws_closed(&mut self, token: Token, code: Option<u16>, payload: &[u8]) {
+        let Some(ws) = self.conns.get_mut(token.0).and_then(|c| c.ws.as_mut()) else {
+            return;
+        };
+        let started = ws.close_out == CloseOut::Open;
+        ws.close_in = true;
+        let mode = ws.mode.clone();
+        if started {
+            if let WsMode::Pipe { key, .. } = &mode {
+                // The other side learns the code and reason; the path is free.
+                log::info!("websocket pipe {key} closed by a peer (code {code:?})");
+                self.ws_running.remove(key);
+                if let Some(peer) = self.ws_pipe_peer(token, &mode) {
+                    self.ws_send_close(peer, payload);
+                }
+            }
+        }
+        self.ws_send_close(token, payload);
+        // A reply to our close: the handshake may be over.
+        self.ws_drive(token);
     }
 
     /// `token` broke the protocol: it gets the error's close code; its
     /// peer is told the other side failed.
     fn ws_failed(&mut self, token: Token, e: WsError) {
         log::debug!("[{}] websocket protocol error: {e}", token.0);
-        let mode = self.conns[token.0].ws.as_ref().map(|w| w.mode.clone());
-        let frame = e.close_frame();
-        // close_frame is a whole frame; send its payload through ws_send_close.
-        let payload = close_payload(&frame);
-        self.ws_send_close(token, &payload);
-        if let Some(WsMode::Pipe { peer, key }) = mode {
-            self.ws_running.remove(&key);
-            let p = close_payload(&ws::close_frame(
-                1001,
-                "The peer broke the WebSocket protocol.",
-            ));
-            self.ws_send_close(peer, &p);
+        let Some(ws) = self.conns.get_mut(token.0).and_then(|c| c.ws.as_mut()) else {
+            return;
+        };
+        ws.failed = true;
+        let mode = ws.mode.clone();
+        // A failure inside its frame leaves the peer's output mid-frame.
+        let fwd = match ws.cur {
+            Cur::Forward(p) => Some(p),
+            _ => None,
+        };
+        if let Some(c) = self.conns.get_mut(token.0) {
+            // Nothing more is parsed; the close goes out, then it lingers.
+            c.ready.interest.remove(Ready::READABLE);
         }
+        let payload = close_payload(&e.close_frame());
+        self.ws_send_close(token, &payload);
+        if let WsMode::Pipe { key, .. } = &mode {
+            self.ws_running.remove(key);
+            if let Some(peer) = self.ws_pipe_peer(token, &mode) {
+                if fwd != Some(peer) || !self.ws_cut_mid_frame(peer) {
+                    let p = close_payload(&ws::close_frame(
+                        1001,
+                        "The peer broke the WebSocket protocol.",
+                    ));
+                    self.ws_send_close(peer, &p);
+                }
+            }
+        }
+        self.ws_drive(token);
     }
 
     /// `token`'s connection ended without a close.
@@ -583,14 +1144,17 @@ impl Server {
     /// A WebSocket connection is being freed (called from `kill`): its
     /// peer is told and the tables forget it.
     pub(crate) fn ws_detach(&mut self, token: Token, ws: WsConn) {
-        if let WsMode::Pipe { peer, .. } = &ws.mode {
-            let p = close_payload(&ws::close_frame(1001, "The peer went away."));
-            self.ws_send_close(*peer, &p);
+        if let Some(peer) = self.ws_pipe_peer(token, &ws.mode) {
+            if !self.ws_cut_mid_frame(peer) {
+                let p = close_payload(&ws::close_frame(1001, "The peer went away."));
+                self.ws_send_close(peer, &p);
+            }
         }
         self.ws_forget(token, &ws.mode);
     }
 
-    /// Remove a finished connection from the pairing tables.
+    /// Remove a finished connection from the pairing tables; a pipe peer
+    /// that it held back reads again.
     fn ws_forget(&mut self, token: Token, mode: &WsMode) {
         match mode {
             WsMode::Waiting(key) => {
@@ -600,6 +1164,9 @@ impl Server {
             }
             WsMode::Pipe { key, .. } => {
                 self.ws_running.remove(key);
+                if let Some(peer) = self.ws_pipe_peer(token, mode) {
+                    self.ws_drive(peer);
+                }
             }
             WsMode::Echo => {}
             WsMode::SockJs(_) | WsMode::Raw(_) => self.sj_ws_gone(token, mode),
@@ -612,8 +1179,28 @@ impl Server {
         self.ws_send_close(token, &p);
     }
 
-    /// A waiting peer's TTL expired.
+    /// The connection's timer fired: a waiting peer's TTL, a hixie-76
+    /// client's key3 that did not come, or the end of the wait for the
+    /// peer's close.
     pub(crate) fn ws_wait_expired(&mut self, token: Token) {
+        let Some(conn) = self.conns.get(token.0) else {
+            return;
+        };
+        let Some(ws) = conn.ws.as_ref() else { return };
+        if ws.awaiting_key3() && ws.open() {
+            return self.kill(token, "hixie-76 key3 did not arrive in time");
+        }
+        if !ws.open() || ws.failed {
+            // No close from the peer in time. If ours is written, close
+            // cleanly (lingering: it may still send); else cut.
+            if ws.close_out == CloseOut::Sent && queued(conn) == 0 {
+                log::debug!("[{}] websocket: no close from the peer in time", token.0);
+                self.ws_finish(token, !conn.read_eof);
+            } else {
+                self.kill(token, "websocket close not written in time");
+            }
+            return;
+        }
         let secs = self.config.ttl.as_secs();
         let reason = format!("No peer arrived within {secs} s.");
         let p = close_payload(&ws::close_frame(1001, &reason));

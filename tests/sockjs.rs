@@ -293,3 +293,144 @@ fn sessions_on_one_channel_are_bridged() {
     drop((bob, raw));
     relay.wait_metric("weir_connections", 0.0);
 }
+
+/// Issue 10 item 6, the SockJS protocol's `test_reuseSessionId`: two
+/// websocket-transport sessions may share one session id at the same time
+/// (they are not in the index that polling transports share); each gets
+/// its own `o` and its own echoes, and the id can be used again after.
+#[test]
+fn two_websocket_sessions_may_share_a_session_id() {
+    let relay = Relay::start();
+    let path = "/sockjs/echo/000/same/websocket";
+    let mut one = ws_connect(relay.addr, path);
+    assert_eq!(ws_recv(&mut one).unwrap().payload, b"o");
+    let mut two = ws_connect(relay.addr, path);
+    assert_eq!(ws_recv(&mut two).unwrap().payload, b"o");
+    relay.wait_metric("weir_sockjs_sessions", 2.0);
+    ws_send(&mut one, true, OpCode::Text, br#"["a"]"#);
+    assert_eq!(ws_recv(&mut one).unwrap().payload, br#"a["a"]"#);
+    ws_send(&mut two, true, OpCode::Text, br#"["b"]"#);
+    assert_eq!(ws_recv(&mut two).unwrap().payload, br#"a["b"]"#);
+    for s in [&mut one, &mut two] {
+        ws_send(s, true, OpCode::Close, b"\x03\xe8");
+        assert_eq!(ws_recv(s).unwrap().opcode, OpCode::Close);
+        ws_expect_clean_end(s);
+    }
+    relay.wait_metric("weir_sockjs_sessions", 0.0);
+    let mut again = ws_connect(relay.addr, path);
+    assert_eq!(ws_recv(&mut again).unwrap().payload, b"o");
+    ws_send(&mut again, true, OpCode::Text, br#"["c"]"#);
+    assert_eq!(ws_recv(&mut again).unwrap().payload, br#"a["c"]"#);
+    drop(again);
+    relay.wait_metric("weir_sockjs_sessions", 0.0);
+    relay.assert_idle();
+}
+
+/// A hixie-76 handshake (`Sec-WebSocket-Key1`/`Key2`) on the websocket
+/// transport, the HAProxy way: the `101` head comes before key3 is sent,
+/// the 16-byte answer after; then hixie-76 framing (`0x00 text 0xFF`) and
+/// its close (`0xFF 0x00`), answered and ended cleanly.
+#[test]
+fn hixie76_on_the_websocket_transport_head_before_key3() {
+    let relay = Relay::start();
+    let path = "/sockjs/echo/000/hx/websocket";
+    let (mut s, head) = hixie_connect(relay.addr, path, false);
+    let r = parse_response(head.as_bytes());
+    assert_eq!(r.status, 101, "{head}");
+    assert_eq!(
+        r.header("upgrade").map(str::to_lowercase).as_deref(),
+        Some("websocket")
+    );
+    assert_eq!(
+        r.header("connection").map(str::to_lowercase).as_deref(),
+        Some("upgrade")
+    );
+    let location = format!("ws://{}{path}", relay.addr);
+    assert_eq!(r.header("sec-websocket-location"), Some(location.as_str()));
+    let origin = format!("http://{}", relay.addr);
+    assert_eq!(r.header("sec-websocket-origin"), Some(origin.as_str()));
+    assert_eq!(r.header("content-length"), None);
+    // Nothing more until key3 is there (the answer needs it).
+    assert_no_response(&mut s, Duration::from_millis(100));
+    s.write_all(HIXIE_KEY3).unwrap();
+    assert_eq!(read_exact(&mut s, 16), HIXIE_ANSWER);
+    assert_eq!(hixie_recv(&mut s).unwrap(), b"o");
+    hixie_send(&mut s, b"");
+    hixie_send(&mut s, br#"["a","\u00e9"]"#);
+    assert_eq!(hixie_recv(&mut s).unwrap(), "a[\"a\",\"é\"]".as_bytes());
+    // The client closes: weir answers with the close frame and ends.
+    s.write_all(&[0xff, 0x00]).unwrap();
+    assert_eq!(hixie_recv(&mut s), None);
+    ws_expect_clean_end(&mut s);
+    relay.wait_metric("weir_sockjs_sessions", 0.0);
+    relay.assert_idle();
+}
+
+/// hixie-76 with key3 sent right behind the head (as browsers did), on
+/// the close service: `o`, `c[3000,"Go away!"]`, then weir's close frame,
+/// and weir waits for the client's close before it ends TCP.
+#[test]
+fn hixie76_with_key3_in_the_head_and_a_server_close() {
+    let relay = Relay::start();
+    let (mut s, head) = hixie_connect(relay.addr, "/sockjs/close/000/hx2/websocket", true);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(read_exact(&mut s, 16), HIXIE_ANSWER);
+    assert_eq!(hixie_recv(&mut s).unwrap(), b"o");
+    assert_eq!(hixie_recv(&mut s).unwrap(), br#"c[3000,"Go away!"]"#);
+    assert_eq!(hixie_recv(&mut s), None);
+    assert_no_response(&mut s, Duration::from_millis(200));
+    s.write_all(&[0xff, 0x00]).unwrap();
+    ws_expect_clean_end(&mut s);
+    relay.assert_idle();
+}
+
+/// hixie-76 on the raw endpoints: `/sockjs/echo/websocket` echoes text
+/// frames; a raw member of a channel is bridged with an RFC 6455 member.
+/// Bad keys are refused with `400`.
+#[test]
+fn hixie76_on_the_raw_websocket_endpoints() {
+    let relay = Relay::start();
+    let (mut e, _) = hixie_connect(relay.addr, "/sockjs/echo/websocket", true);
+    assert_eq!(read_exact(&mut e, 16), HIXIE_ANSWER);
+    hixie_send(&mut e, "héllo".as_bytes());
+    assert_eq!(hixie_recv(&mut e).unwrap(), "héllo".as_bytes());
+    e.write_all(&[0xff, 0x00]).unwrap();
+    assert_eq!(hixie_recv(&mut e), None);
+    ws_expect_clean_end(&mut e);
+
+    let (mut old, _) = hixie_connect(relay.addr, "/sockjs/mixed/websocket", false);
+    old.write_all(HIXIE_KEY3).unwrap();
+    assert_eq!(read_exact(&mut old, 16), HIXIE_ANSWER);
+    let mut new = ws_connect(relay.addr, "/sockjs/mixed/websocket");
+    relay.wait_metric("weir_websockets", 2.0);
+    hixie_send(&mut old, b"from hixie");
+    assert_eq!(ws_recv(&mut new).unwrap().payload, b"from hixie");
+    ws_send(&mut new, true, OpCode::Text, b"from rfc 6455");
+    assert_eq!(hixie_recv(&mut old).unwrap(), b"from rfc 6455");
+    drop((old, new));
+
+    for key1 in ["12345", "1 2 3 ", "99999999999 "] {
+        let r = exchange(
+            relay.addr,
+            format!(
+                "GET /sockjs/echo/websocket HTTP/1.1\r\nHost: t\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key1: {key1}\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{key1:?}");
+    }
+    relay.assert_idle();
+}
+
+/// A hixie-76 client that never sends key3 does not hold its connection:
+/// it gets the time a request head gets, then the connection ends.
+#[test]
+fn hixie76_without_key3_is_closed_at_the_head_timeout() {
+    let relay = Relay::with(|c| c.head_timeout = Duration::from_millis(500));
+    let (mut s, head) = hixie_connect(relay.addr, "/sockjs/echo/000/nokey/websocket", false);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (rest, _) = read_until_closed(&mut s, DEADLINE);
+    assert!(rest.is_empty(), "no answer without key3: {rest:x?}");
+    relay.wait_metric("weir_sockjs_sessions", 0.0);
+    relay.assert_idle();
+}

@@ -107,6 +107,8 @@ pub struct Head {
     pub cookie: Option<String>,
     /// `If-None-Match`.
     pub if_none_match: Option<String>,
+    /// `Sec-WebSocket-Key1` and `Sec-WebSocket-Key2` (a hixie-76 handshake).
+    pub ws_hixie_keys: (Option<String>, Option<String>),
 }
 
 impl Head {
@@ -258,6 +260,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
         forwarded_host: None,
         cookie: None,
         if_none_match: None,
+        ws_hixie_keys: (None, None),
     };
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
@@ -323,6 +326,10 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
             head.upgrade_websocket |= v.eq_ignore_ascii_case(b"websocket");
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             head.ws_key = text(v);
+        } else if name.eq_ignore_ascii_case("sec-websocket-key1") {
+            head.ws_hixie_keys.0 = text(v);
+        } else if name.eq_ignore_ascii_case("sec-websocket-key2") {
+            head.ws_hixie_keys.1 = text(v);
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             head.ws_version = text(v);
         } else if name.eq_ignore_ascii_case("last-event-id") {

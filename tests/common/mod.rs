@@ -963,6 +963,11 @@ pub struct WsFrame {
 
 /// Read one frame (server frames are unmasked); `None` at end of stream.
 pub fn ws_recv(s: &mut TcpStream) -> Option<WsFrame> {
+    ws_recv_from(s)
+}
+
+/// [`ws_recv`] from any reader (a `BufReader` for many small frames).
+pub fn ws_recv_from(s: &mut impl Read) -> Option<WsFrame> {
     let mut h = [0u8; 2];
     if let Err(e) = s.read_exact(&mut h) {
         assert!(
@@ -1235,4 +1240,77 @@ impl Binary {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+}
+
+// ---------------------------------------------------------------------------
+// WebSocket close handshakes.
+
+/// The client's half of a close handshake that weir started (its close
+/// frame was just read): weir must keep TCP open for the client's close
+/// (no EOF within a quiet window), and once it has it, end TCP cleanly: an
+/// EOF with nothing after the close frame, not a reset.
+pub fn ws_answer_close(s: &mut TcpStream, payload: &[u8]) {
+    assert_no_response(s, Duration::from_millis(200));
+    ws_send(s, true, weir::ws::OpCode::Close, payload);
+    ws_expect_clean_end(s);
+}
+
+/// After the close frames: the connection ends with a clean EOF (no
+/// reset), and nothing more arrives.
+pub fn ws_expect_clean_end(s: &mut TcpStream) {
+    let (rest, err) = read_until_closed(s, DEADLINE);
+    assert!(err.is_none(), "reset instead of a clean close: {err:?}");
+    assert!(rest.is_empty(), "bytes after the close frame: {rest:x?}");
+}
+
+/// Open a hixie-76 WebSocket (`Sec-WebSocket-Key1`/`Key2`, the draft's
+/// example keys) to `path`; returns the socket after the `101` head, with
+/// the head. `key3_with_head` sends the 8 key3 bytes with the head, as a
+/// browser does; otherwise the caller sends them (as behind a proxy that
+/// waits for the server's head).
+pub fn hixie_connect(addr: SocketAddr, path: &str, key3_with_head: bool) -> (TcpStream, String) {
+    let mut s = connect(addr);
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nOrigin: http://{addr}\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n"
+    )
+    .into_bytes();
+    if key3_with_head {
+        req.extend_from_slice(HIXIE_KEY3);
+    }
+    s.write_all(&req).unwrap();
+    let head = String::from_utf8(read_until(&mut s, b"\r\n\r\n")).unwrap();
+    (s, head)
+}
+
+/// The key3 the hixie helpers send, and the answer it must get with the
+/// draft's example keys (the SockJS protocol tests' HAProxy case).
+pub const HIXIE_KEY3: &[u8; 8] = b"aaaaaaaa";
+pub const HIXIE_ANSWER: &[u8; 16] = b"\xca4\x00\xd8\xa5\x08G\x97,\xd5qZ\xba\xbfC{";
+
+/// Read one hixie-76 frame: `Some(text)` for a text frame, `None` for the
+/// close frame.
+pub fn hixie_recv(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).expect("hixie frame type");
+    match b[0] {
+        0x00 => {
+            let mut text = read_until(s, b"\xff");
+            text.pop();
+            Some(text)
+        }
+        0xff => {
+            s.read_exact(&mut b).expect("hixie close length");
+            assert_eq!(b[0], 0x00, "close frame");
+            None
+        }
+        t => panic!("unexpected hixie frame type {t:#x}"),
+    }
+}
+
+/// Send one hixie-76 text frame.
+pub fn hixie_send(s: &mut TcpStream, text: &[u8]) {
+    let mut f = vec![0x00];
+    f.extend_from_slice(text);
+    f.push(0xff);
+    s.write_all(&f).unwrap();
 }
