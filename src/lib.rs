@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod pages;
 mod pipe;
 pub mod readiness;
+pub mod relay;
 pub mod ring;
 pub mod route;
 pub mod server;
@@ -52,6 +53,7 @@ pub mod splice;
 pub mod sse;
 pub mod timer;
 mod topics;
+pub mod wire;
 pub mod ws;
 mod wsconn;
 

@@ -1,235 +1,231 @@
-//! A seeded simulation of weir's sans-io core, with a virtual clock.
+//! A seeded simulation that drives the real relay core
+//! (`weir::relay::core::Relay`) over simulated connections, with a
+//! virtual clock and the real timer wheel.
 //!
-//! Simulated senders make random bodies, framed at random (`Content-Length`
-//! or chunked with random chunk sizes, extensions and trailers; raw or
-//! `multipart/form-data` with near-miss delimiters in the payload). Their
-//! wire bytes are fed in random splits through
-//! [`weir::http::chunked::ChunkedDecoder`] and
-//! [`weir::http::multipart::MultipartScanner`] into a [`weir::ring::Ring`]
-//! of random capacity, from which several simulated receivers (each with
-//! its own cursor) drain at random rates through sockets that accept random
-//! partial writes, raw or through [`weir::http::chunked::ChunkEncoder`].
-//! What each receiver got is decoded again and compared with the payload.
+//! Each case makes a few pipes and their parties and lets them arrive,
+//! send, read, stall, resume, half-close, close for good and reset at
+//! random, while the simulated kernel takes and gives bytes in random
+//! pieces (every read and write may be partial, and `WouldBlock` comes
+//! whenever a buffer is empty or full). Edges are delivered as an
+//! edge-triggered poller would: when new bytes, room, a close or a reset
+//! arrive. Clients:
 //!
-//! Time is virtual: a [`weir::timer::TimerWheel`] of random tick and size
-//! holds each waiting party's TTL and each running transfer's stall
-//! deadline, while the clock advances by random steps (from nothing to
-//! several wheel revolutions). Every expiry is checked against a model:
-//! never early, never late, and nothing due is left behind.
+//! - senders like `curl -T` (they ask `Expect: 100-continue` and read
+//!   their lines as they come), like nginx (no `Expect`, and they stop
+//!   forwarding the body for good as soon as any byte of their response
+//!   arrives), like `nc -N` (HTTP/1.0, the body ends with a half-close),
+//!   like `curl -m 1` giving up (the whole body, then a close for good while
+//!   parked: a write to it draws a reset that destroys what the relay has
+//!   not read), and senders that vanish or reset mid-body;
+//! - receivers, HTTP/1.1 or 1.0, that read at random rates, stall and
+//!   resume, or leave; up to three per pipe (`?n=`), and extra ones or
+//!   mismatched `n` that must be refused.
 //!
-//! The pairing table itself lives inside the server (`src/pipe.rs`: it
-//! owns sockets and is not sans-io), so it is not driven here; this file
-//! keeps a minimal stand-in (first party parks under its TTL, the second
-//! pairs with it) only to give the timers realistic work.
+//! Invariants checked after every step: what each receiver has is a prefix
+//! of the payload (no byte lost, duplicated or reordered); a response that
+//! looks complete (its length, its final chunk, a clean close) holds the
+//! whole payload, so every cut is visible; a sender's response ends cleanly
+//! only after every receiver got every byte; a party that is gone is no
+//! party of any pipe, and no path stays taken by parties that left; the
+//! relay's own table checks ([`Relay::check`]) hold. And no stall: when no
+//! client can act and nothing is queued, the clock jumps to the next
+//! deadline; a case that runs out of deadlines with a transfer unfinished,
+//! or that takes too many steps, fails.
 //!
-//! Every case is seeded. A failure prints its seed; `WEIR_SEED=<seed>
-//! cargo test --test sim` replays that one case.
+//! Every case is seeded: a failure prints its seed and
+//! `WEIR_SEED=<seed> cargo test --test sim` replays that one case.
+//! `WEIR_SIM_CASES` sets how many cases a run makes (default 10,000).
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{self, IoSlice, Write};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use common::{test_seed, Rng, SeedReport};
-use weir::http::chunked::{ChunkEncoder, ChunkedDecoder};
+use mio::Token;
+use weir::config::SenderProgress;
+use weir::hooks::{DefaultHooks, Hooks};
 use weir::http::multipart::MultipartScanner;
-use weir::ring::Ring;
+use weir::http::request::BodyFraming;
+use weir::metrics::Metrics;
+use weir::relay::core::{
+    Effect, End, Env, Limits, PartyIo, PipeId, Relay, RelayTimer, Request, Role, Side, Upload,
+};
 use weir::timer::{Handle, TimerWheel};
+use weir::wire::{OutBuf, Readiness, Ready, Stream};
 
-/// Cases per run when no seed is given.
-const CASES: usize = 500;
 /// Steps one case may take before it counts as stuck.
-const MAX_STEPS: usize = 2_000_000;
+const MAX_STEPS: usize = 200_000;
 
-// --- Senders -------------------------------------------------------------------
+// --- The simulated kernel ------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Transport {
-    Length,
-    Chunked,
-}
-
+/// One TCP connection as the relay sees it, with its client's end.
 #[derive(Debug)]
-struct Body {
-    /// What receivers must get.
-    payload: Vec<u8>,
-    /// What the sender puts on the wire.
-    wire: Vec<u8>,
-    transport: Transport,
-    /// `Some(boundary)` for a multipart body.
-    boundary: Option<String>,
-    /// The wire was damaged on purpose: decoding may fail (never panic).
-    corrupt: bool,
+struct Sock {
+    /// Client → relay bytes the relay has not read.
+    inbound: VecDeque<u8>,
+    /// How much the relay's receive buffer holds.
+    in_cap: usize,
+    /// The client shut down its sending side (after `inbound`).
+    fin: bool,
+    /// Relay → client bytes the client has not read.
+    outbound: VecDeque<u8>,
+    /// How much the client's receive buffer holds.
+    out_cap: usize,
+    /// The connection was reset: reads and writes fail.
+    rst: bool,
+    /// The client closed for good: the next relay write draws a reset.
+    client_gone: bool,
+    /// A reset is on its way to the relay (it lands at a later step).
+    rst_coming: bool,
+    /// The relay shut down its side (a FIN after `outbound`).
+    relay_fin: bool,
+    /// The relay reset the connection (the client reads what it has,
+    /// then gets the error).
+    relay_rst: bool,
+    /// Largest piece one call moves, for partial reads and writes.
+    piece: usize,
+    /// A small generator for the piece sizes.
+    rng: Rng,
+    /// Edges to deliver.
+    edges: Ready,
 }
 
-fn random_payload(rng: &mut Rng, len: usize, delimiter_like: Option<&[u8]>) -> Vec<u8> {
-    let mut p = rng.bytes(len);
-    // Near misses: prefixes of the delimiter, CRs and LFs, where a scanner
-    // that restarts its match wrongly would lose or invent bytes.
-    if let Some(delim) = delimiter_like {
-        let n = rng.below(8);
-        for _ in 0..n {
-            if p.is_empty() {
-                break;
-            }
-            let cut = 1 + rng.below(delim.len() - 1);
-            let mut near = delim[..cut].to_vec();
-            if rng.chance(50) {
-                near.insert(0, b'\r');
-            }
-            let at = rng.below(p.len());
-            let end = (at + near.len()).min(p.len());
-            p[at..end].copy_from_slice(&near[..end - at]);
+impl Sock {
+    fn new(rng: &mut Rng) -> Sock {
+        let caps = [64usize, 300, 1024, 4096, 16384];
+        Sock {
+            inbound: VecDeque::new(),
+            in_cap: caps[rng.below(caps.len())],
+            fin: false,
+            outbound: VecDeque::new(),
+            out_cap: caps[rng.below(caps.len())],
+            rst: false,
+            client_gone: false,
+            rst_coming: false,
+            relay_fin: false,
+            relay_rst: false,
+            piece: [1usize, 7, 100, 1500, 65536][rng.below(5)],
+            rng: Rng::new(rng.next_u64()),
+            // A fresh socket is writable.
+            edges: Ready::WRITABLE,
         }
-        // A random payload may hold the whole delimiter by chance (short
-        // boundaries); break every occurrence with a byte no delimiter has.
-        while let Some(i) = find(&p, delim) {
-            p[i] = 0;
+    }
+
+    fn cut(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        1 + self.rng.below(n.min(self.piece))
+    }
+
+    /// The client sends `bytes` (as many as fit); returns how many.
+    fn client_send(&mut self, bytes: &[u8]) -> usize {
+        if self.rst || self.fin || self.client_gone {
+            return 0;
+        }
+        let room = self.in_cap.saturating_sub(self.inbound.len());
+        let n = bytes.len().min(room);
+        if n > 0 {
+            self.inbound.extend(&bytes[..n]);
+            self.edges.insert(Ready::READABLE);
+        }
+        n
+    }
+
+    /// The client reads up to `max` bytes. `Err` once the relay's reset
+    /// reaches it (after the bytes that came before it).
+    fn client_read(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let n = self.outbound.len().min(max);
+        if n == 0 && (self.relay_rst || self.rst) {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        let got: Vec<u8> = self.outbound.drain(..n).collect();
+        if n > 0 && !self.rst {
+            self.edges.insert(Ready::WRITABLE);
+        }
+        Ok(got)
+    }
+
+    fn client_fin(&mut self) {
+        if !self.fin && !self.rst {
+            self.fin = true;
+            self.edges.insert(Ready::READABLE | Ready::HUP);
         }
     }
-    p
-}
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn random_boundary(rng: &mut Rng) -> String {
-    const BCHARS: &[u8] =
-        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'()+_,-./:=?";
-    let len = match rng.below(4) {
-        0 => 1 + rng.below(3),
-        1 => 70,
-        _ => 8 + rng.below(40),
-    };
-    (0..len)
-        .map(|_| BCHARS[rng.below(BCHARS.len())] as char)
-        .collect()
-}
-
-fn multipart_content(rng: &mut Rng, boundary: &str, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    if rng.chance(30) {
-        b.extend_from_slice(b"This is the preamble.\r\n");
-    }
-    if rng.chance(50) {
-        b.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        b.extend_from_slice(b"Content-Disposition: form-data; name=\"field\"\r\n\r\n");
-        b.extend_from_slice(b"a value\r\n");
-    }
-    b.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-    b.extend_from_slice(
-        b"Content-Disposition: form-data; name=\"file\"; filename=\"some/dir/sim.bin\"\r\n",
-    );
-    b.extend_from_slice(b"Content-Type: application/x-sim\r\n\r\n");
-    b.extend_from_slice(payload);
-    b.extend_from_slice(format!("\r\n--{boundary}").as_bytes());
-    if rng.chance(50) {
-        b.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"after\"\r\n\r\nmore");
-        b.extend_from_slice(format!("\r\n--{boundary}").as_bytes());
-    }
-    b.extend_from_slice(b"--\r\n");
-    if rng.chance(20) {
-        b.extend_from_slice(b"epilogue");
-    }
-    b
-}
-
-fn chunk(rng: &mut Rng, content: &[u8]) -> Vec<u8> {
-    let max_chunk = [1usize, 7, 100, 4096, 1 << 16][rng.below(5)];
-    let mut w = Vec::with_capacity(content.len() + content.len() / max_chunk.max(1) * 8 + 64);
-    let mut rest = content;
-    while !rest.is_empty() {
-        let n = (1 + rng.below(max_chunk)).min(rest.len());
-        let digits = if rng.chance(10) {
-            format!("{n:08X}")
-        } else {
-            format!("{n:x}")
-        };
-        w.extend_from_slice(digits.as_bytes());
-        if rng.chance(5) {
-            w.extend_from_slice(b" ;name=value");
-        } else if rng.chance(5) {
-            w.extend_from_slice(b";flag");
+    /// The client closes for good: its side is shut, and anything the
+    /// relay writes from now on draws a reset.
+    fn client_close(&mut self) {
+        if !self.outbound.is_empty() {
+            // A close with unread bytes is a reset (RFC 2525 §2.17; Linux).
+            return self.client_reset();
         }
-        w.extend_from_slice(b"\r\n");
-        w.extend_from_slice(&rest[..n]);
-        w.extend_from_slice(b"\r\n");
-        rest = &rest[n..];
+        self.client_fin();
+        self.client_gone = true;
     }
-    w.extend_from_slice(b"0\r\n");
-    if rng.chance(20) {
-        w.extend_from_slice(b"X-Trailer: yes\r\nX-Other: 1\r\n");
-    }
-    w.extend_from_slice(b"\r\n");
-    w
-}
 
-fn random_body(rng: &mut Rng) -> Body {
-    let max = if rng.chance(10) { 256 << 10 } else { 48 << 10 };
-    let len = rng.size(max) as usize;
-    let boundary = rng.chance(35).then(|| random_boundary(rng));
-    let delim = boundary.as_ref().map(|b| format!("\r\n--{b}").into_bytes());
-    let payload = random_payload(rng, len, delim.as_deref());
-    let content = match &boundary {
-        Some(b) => multipart_content(rng, b, &payload),
-        None => payload.clone(),
-    };
-    let transport = if rng.chance(50) {
-        Transport::Chunked
-    } else {
-        Transport::Length
-    };
-    let mut wire = match transport {
-        Transport::Chunked => chunk(rng, &content),
-        Transport::Length => content,
-    };
-    let corrupt = transport == Transport::Chunked && rng.chance(5) && !wire.is_empty();
-    if corrupt {
-        let i = rng.below(wire.len());
-        wire[i] = rng.next_u64() as u8;
+    /// The client resets: what the relay has not read is lost.
+    fn client_reset(&mut self) {
+        if !self.rst {
+            self.rst = true;
+            self.inbound.clear();
+            self.edges.insert(Ready::READABLE | Ready::WRITABLE | Ready::HUP | Ready::ERROR);
+        }
     }
-    Body {
-        payload,
-        wire,
-        transport,
-        boundary,
-        corrupt,
+
+    /// Whether the client can tell the relay is done with it.
+    fn relay_done(&self) -> bool {
+        self.relay_fin || self.relay_rst
     }
 }
 
-// --- A socket that takes random partial writes -------------------------------------
-
-/// Accepts at most `budget` bytes per call, and `WouldBlock` when none.
-struct SimSocket<'a> {
-    out: &'a mut Vec<u8>,
-    budget: usize,
-    rng: &'a mut Rng,
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.rst {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if self.inbound.is_empty() {
+            return if self.fin {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = self.cut(self.inbound.len().min(buf.len()));
+        for (i, b) in self.inbound.drain(..n).enumerate() {
+            buf[i] = b;
+        }
+        Ok(n)
+    }
 }
 
-impl Write for SimSocket<'_> {
+impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
+        if self.rst || self.relay_rst {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if self.client_gone {
+            if self.rst_coming {
+                // The reset from the earlier write has landed.
+                self.client_reset();
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            // This write goes out; the client's kernel answers a reset.
+            self.rst_coming = true;
+            return Ok(buf.len());
+        }
+        if buf.is_empty() {
             return Ok(0);
         }
-        if self.budget == 0 {
+        let room = self.out_cap.saturating_sub(self.outbound.len());
+        if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut n = (1 + self.rng.below(self.budget)).min(total);
-        self.budget -= n;
-        let taken = n;
-        for b in bufs {
-            let k = b.len().min(n);
-            self.out.extend_from_slice(&b[..k]);
-            n -= k;
-        }
-        Ok(taken)
+        let n = self.cut(room.min(buf.len()));
+        self.outbound.extend(&buf[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -237,701 +233,1168 @@ impl Write for SimSocket<'_> {
     }
 }
 
-// --- Transfers -----------------------------------------------------------------
-
-#[derive(Debug)]
-struct Receiver {
-    /// Absolute ring offset of the next byte to send.
-    cursor: u64,
-    /// `None`: raw output (a length or a close delimits it).
-    encoder: Option<ChunkEncoder>,
-    out: Vec<u8>,
-    /// `finish_to` began: from now on only it may be called.
-    finishing: bool,
-    finished: bool,
+impl Stream for Sock {
+    fn queued(&self) -> u64 {
+        self.inbound.len() as u64
+    }
 }
 
-#[derive(Debug, PartialEq, Clone, Copy)]
-enum Phase {
-    /// Parties still to arrive.
-    Pending,
-    Streaming,
-    Complete,
-    /// Stalled past its deadline, or a malformed body.
-    Cut,
-    /// The waiting party's TTL passed.
-    TimedOut,
-}
+// --- Clients -------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Transfer {
-    body: Body,
-    phase: Phase,
-    /// Virtual arrival times of the sender and the first receiver.
-    arrivals: [Duration; 2],
-    arrived: [bool; 2],
-    /// The waiting party's TTL timer.
-    wait_timer: Option<Handle>,
-    stall_timer: Option<Handle>,
-    ttl: Duration,
-    stall: Duration,
-    ring: Ring,
-    fed: usize,
-    /// Transport state.
-    decoder: Option<ChunkedDecoder>,
-    scanner: Option<MultipartScanner>,
-    multipart_done: bool,
-    body_done: bool,
-    receivers: Vec<Receiver>,
-    decode_error: bool,
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SenderKind {
+    /// `curl -T`: asks Expect, reads its lines as they come.
+    Curl,
+    /// nginx in front: no Expect; stops forwarding the body for good once
+    /// any byte of its response has arrived.
+    Nginx,
+    /// `curl -m 1` giving up: its whole (small) body, then a close for good
+    /// while parked.
+    GivesUp,
+    /// Leaves mid-body: a close, or a reset.
+    Vanishes { at: usize, reset: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum TimerKind {
-    Wait(usize),
-    Stall(usize),
+enum ReceiverKind {
+    /// Reads to the end, at its own pace, stalling at times.
+    Reader,
+    /// Leaves after `at` body bytes (a close or a reset).
+    Leaves { at: usize, reset: bool },
 }
 
-/// The model of the wheel: every live entry with its exact deadline and
-/// the expiry round it was inserted in.
-struct Timers {
-    wheel: TimerWheel<TimerKind>,
-    model: HashMap<Handle, (Instant, TimerKind, u64)>,
-    /// How many `expire` calls so far, and the `now` of the last one.
-    rounds: u64,
-    last_now: Instant,
+#[derive(Debug)]
+enum Role2 {
+    Sender {
+        kind: SenderKind,
+        /// The whole request body on the wire (framed).
+        wire: Vec<u8>,
+        /// Bytes of `wire` sent so far (the early ones included).
+        sent: usize,
+        expect: bool,
+        framing: BodyFraming,
+        boundary: Option<String>,
+        /// Stopped forwarding (nginx, after an early answer).
+        stopped: bool,
+        /// Its response so far.
+        resp: Resp,
+    },
+    Receiver {
+        kind: ReceiverKind,
+        resp: Resp,
+        /// Reading is paused until this step.
+        stall_until: usize,
+    },
 }
 
-impl Timers {
-    fn insert(&mut self, now: Instant, after: Duration, kind: TimerKind) -> Handle {
-        let h = self.wheel.insert(now, after, kind);
-        assert_eq!(self.wheel.deadline(h), Some(now + after));
-        assert!(self
-            .model
-            .insert(h, (now + after, kind, self.rounds))
-            .is_none());
-        h
-    }
+/// One client and its connection.
+#[derive(Debug)]
+struct Client {
+    pipe: usize,
+    key: String,
+    n: usize,
+    minor: u8,
+    role: Role2,
+    /// It has sent its head (the relay took its request).
+    arrived: bool,
+    /// Step at which it arrives.
+    arrive_at: usize,
+    sock: Option<usize>,
+    /// Done with: closed, reset, or its response ended.
+    done: bool,
+    /// Read error seen (a reset from the relay).
+    saw_reset: bool,
+    /// It left by its own choice (it does not judge the response).
+    quit: bool,
+}
 
-    fn cancel(&mut self, h: Handle) {
-        let (_, kind, _) = self.model.remove(&h).expect("cancel of a live timer");
-        assert_eq!(self.wheel.cancel(h), Some(kind));
-        // The handle is stale now.
-        assert_eq!(self.wheel.cancel(h), None);
-        assert!(self.wheel.get(h).is_none());
-    }
+// --- The connections as the loop keeps them ---------------------------------------
 
-    /// Expire at `now` and check never-early, never-late, nothing behind.
-    fn expire(&mut self, now: Instant) -> Vec<TimerKind> {
-        let mut fired = Vec::new();
-        self.wheel.expire(now, &mut fired);
-        let mut kinds = Vec::new();
-        for (h, kind) in fired {
-            let (deadline, k, round) = self
-                .model
-                .remove(&h)
-                .unwrap_or_else(|| panic!("fired an entry that is not live: {kind:?}"));
-            assert_eq!(k, kind);
-            assert!(
-                deadline <= now,
-                "early: {kind:?} due {deadline:?}, now {now:?}"
-            );
-            if round < self.rounds {
-                // It was live at the previous expire and was not due then.
-                assert!(
-                    deadline > self.last_now,
-                    "late: {kind:?} was due at {deadline:?}, before the previous expire"
-                );
-            }
-            assert!(self.wheel.get(h).is_none(), "a fired handle is stale");
-            kinds.push(kind);
-        }
-        for (deadline, kind, _) in self.model.values() {
-            assert!(*deadline > now, "left behind: {kind:?} due {deadline:?}");
-        }
-        assert_eq!(self.wheel.len(), self.model.len());
-        match (
-            self.wheel.next_deadline(),
-            self.model.values().map(|e| e.0).min(),
-        ) {
-            (None, None) => {}
-            (Some(next), Some(min)) => {
-                assert!(next <= min, "next_deadline after the earliest entry");
-                assert!(next > now, "next_deadline not after now: would spin");
-            }
-            (a, b) => panic!("next_deadline {a:?} but earliest entry {b:?}"),
-        }
-        self.rounds += 1;
-        self.last_now = now;
-        kinds
+#[derive(Debug, PartialEq)]
+enum ConnState {
+    /// Its head was given to the relay; nothing yet came back.
+    Asked,
+    Party(PipeId, Role),
+    /// Writing `out`, then ending this way.
+    Releasing(End),
+    Closed,
+}
+
+#[derive(Debug)]
+struct Conn {
+    sock: Sock,
+    ready: Readiness,
+    out: OutBuf,
+    read_eof: bool,
+    state: ConnState,
+}
+
+/// The loop's side of the core: connections, timers, counters.
+struct World {
+    now: Instant,
+    conns: Vec<Conn>,
+    timers: TimerWheel<RelayTimer>,
+    metrics: Metrics,
+    hooks: DefaultHooks,
+    park_room: usize,
+}
+
+impl Env for World {
+    fn io(&mut self, t: Token) -> Option<PartyIo<'_>> {
+        let c = self.conns.get_mut(t.0)?;
+        assert_ne!(c.state, ConnState::Closed, "the core used a closed connection {}", t.0);
+        Some(PartyIo {
+            stream: &mut c.sock,
+            ready: &mut c.ready,
+            out: &mut c.out,
+            read_eof: &mut c.read_eof,
+        })
+    }
+    fn may_park(&mut self, _t: Token) -> bool {
+        self.park_room > 0
+    }
+    fn arm(&mut self, at: Instant, what: RelayTimer) -> Handle {
+        self.timers.insert_at(at, what)
+    }
+    fn disarm(&mut self, h: Handle) {
+        self.timers.cancel(h);
+    }
+    fn metrics(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+    fn hooks(&mut self) -> &mut dyn Hooks {
+        &mut self.hooks
+    }
+    fn can_splice(&self) -> bool {
+        false
     }
 }
 
-struct Sim {
+// --- Bodies --------------------------------------------------------------------------
+
+struct Plan {
+    /// What a receiver gets: the payload, or the forwarded part of a form.
+    part: Vec<u8>,
+    /// Its sender sends its whole body, then closes for good while parked
+    /// (`curl -m 1`): its receivers must get every byte, or be refused;
+    /// never a `200` and then a cut. (Only for a path no other plan shares
+    /// and with no upload limit, where nothing else may cut it.)
+    must_deliver: bool,
+    key: String,
+}
+
+fn chunk_encode(rng: &mut Rng, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        let n = 1 + rng.below(rest.len().min(3000));
+        write!(out, "{n:x}").unwrap();
+        if rng.chance(10) {
+            out.extend_from_slice(b";ext=1");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&rest[..n]);
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[n..];
+    }
+    out.extend_from_slice(b"0\r\n");
+    if rng.chance(10) {
+        out.extend_from_slice(b"X-Trailer: 1\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Bytes without the boundary in them.
+fn payload(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.below(10) {
+        0 => 0,
+        1..=6 => rng.below(3000),
+        7 | 8 => rng.below(20_000),
+        _ => rng.below(70_000),
+    };
+    let mut p = rng.bytes(len);
+    for b in &mut p {
+        if *b == b'-' {
+            *b = b'_';
+        }
+    }
+    p
+}
+
+// --- One case --------------------------------------------------------------------------
+
+struct Case {
     rng: Rng,
-    origin: Instant,
-    clock: Duration,
-    timers: Timers,
-    transfers: Vec<Transfer>,
+    relay: Relay,
+    world: World,
+    clients: Vec<Client>,
+    plans: Vec<Plan>,
+    step: usize,
+    fx: Vec<Effect>,
+    ttl: Duration,
+    /// `WEIR_SIM_TRACE=1`: print every effect and client move.
+    trace: bool,
+    /// The upload limit (0 = none).
+    max_upload: u64,
+    /// `--sender-progress live`.
+    live: bool,
 }
 
-impl Sim {
-    fn new(seed: u64) -> Sim {
+impl Case {
+    fn new(seed: u64) -> Case {
         let mut rng = Rng::new(seed);
-        let origin = Instant::now();
-        let tick = Duration::from_millis([1, 10, 100][rng.below(3)]);
-        let slots = [1, 8, 64, 1024][rng.below(4)];
-        let wheel = TimerWheel::new(origin, tick, slots);
-        let n = 1 + rng.below(12);
-        let transfers = (0..n)
-            .map(|_| {
-                let body = random_body(&mut rng);
-                let multipart = body.boundary.is_some();
-                let min_cap = if multipart { 128 } else { 16 };
-                let cap = [16usize, 64, 256, 1024, 4096, 65536][rng.below(6)].max(min_cap);
-                let receivers = (0..1 + rng.below(3))
-                    .map(|_| Receiver {
-                        cursor: 0,
-                        encoder: (multipart || rng.chance(50)).then(ChunkEncoder::new),
-                        out: Vec::new(),
-                        finishing: false,
-                        finished: false,
-                    })
-                    .collect();
-                let scanner = body.boundary.as_deref().map(MultipartScanner::new);
-                let decoder = (body.transport == Transport::Chunked).then(ChunkedDecoder::new);
-                Transfer {
-                    arrivals: [
-                        Duration::from_millis(rng.range(0, 30_000)),
-                        Duration::from_millis(rng.range(0, 30_000)),
-                    ],
-                    arrived: [false; 2],
-                    wait_timer: None,
-                    stall_timer: None,
-                    ttl: Duration::from_millis(rng.range(0, 40_000)),
-                    stall: Duration::from_millis(rng.range(1, 20_000)),
-                    ring: Ring::new(cap),
-                    fed: 0,
-                    decoder,
-                    scanner,
-                    multipart_done: false,
-                    body_done: false,
-                    receivers,
-                    decode_error: false,
-                    phase: Phase::Pending,
-                    body,
-                }
-            })
-            .collect();
-        Sim {
-            rng,
-            origin,
-            clock: Duration::ZERO,
-            timers: Timers {
-                wheel,
-                model: HashMap::new(),
-                rounds: 0,
-                last_now: origin,
+        let ttl = Duration::from_secs(1 + rng.below(30) as u64);
+        let limits = Limits {
+            ttl,
+            max_upload_bytes: if rng.chance(10) { 1 + rng.below(30_000) as u64 } else { 0 },
+            max_streaming_pipes: 1 + rng.below(4),
+            buffer_size: [16usize, 100, 1024, 4096, 65536][rng.below(5)],
+            splice: false,
+            sender_progress: match rng.below(6) {
+                0 => SenderProgress::Held,
+                1 => SenderProgress::Live,
+                _ => SenderProgress::Auto,
             },
-            transfers,
-        }
-    }
-
-    fn now(&self) -> Instant {
-        self.origin + self.clock
-    }
-
-    fn active(&self) -> bool {
-        self.transfers
-            .iter()
-            .any(|t| matches!(t.phase, Phase::Pending | Phase::Streaming))
-    }
-
-    /// Advance the clock: to the next arrival at most, so arrivals happen
-    /// exactly on time; then expire timers and act on what fired.
-    fn advance(&mut self) {
-        let dt = match self.rng.below(10) {
-            0 => Duration::ZERO,
-            1..=5 => Duration::from_micros(self.rng.range(1, 20_000)),
-            6..=8 => Duration::from_millis(self.rng.range(1, 3_000)),
-            _ => Duration::from_millis(self.rng.range(1, 60_000)),
         };
-        let next_arrival = self
-            .transfers
-            .iter()
-            .flat_map(|t| (0..2).filter(|&i| !t.arrived[i]).map(|i| t.arrivals[i]))
-            .filter(|&a| a >= self.clock)
-            .min();
-        let target = match next_arrival {
-            Some(a) if a < self.clock + dt => a,
-            _ => self.clock + dt,
+        let max_upload = limits.max_upload_bytes;
+        let live = limits.sender_progress == SenderProgress::Live;
+        let now = Instant::now();
+        let world = World {
+            now,
+            conns: Vec::new(),
+            timers: TimerWheel::new(now, Duration::from_millis(10), 64),
+            metrics: Metrics::default(),
+            hooks: DefaultHooks,
+            park_room: if rng.chance(5) { rng.below(3) } else { usize::MAX },
         };
-        self.clock = target;
-        let now = self.now();
-        for kind in self.timers.expire(now) {
-            match kind {
-                TimerKind::Wait(i) => {
-                    let t = &mut self.transfers[i];
-                    assert_eq!(t.phase, Phase::Pending);
-                    t.wait_timer = None;
-                    t.phase = Phase::TimedOut;
-                }
-                TimerKind::Stall(i) => {
-                    let t = &mut self.transfers[i];
-                    assert_eq!(t.phase, Phase::Streaming);
-                    t.stall_timer = None;
-                    t.phase = Phase::Cut;
-                }
-            }
+        let mut case = Case {
+            relay: Relay::new(limits),
+            world,
+            clients: Vec::new(),
+            plans: Vec::new(),
+            step: 0,
+            fx: Vec::new(),
+            ttl,
+            rng,
+            trace: std::env::var("WEIR_SIM_TRACE").is_ok(),
+            max_upload,
+            live,
+        };
+        let pipes = 1 + case.rng.below(3);
+        for i in 0..pipes {
+            case.plan_pipe(i);
         }
-        for i in 0..self.transfers.len() {
-            for party in 0..2 {
-                let t = &self.transfers[i];
-                if !t.arrived[party] && t.arrivals[party] <= self.clock {
-                    self.arrive(i, party);
-                }
-            }
-        }
+        case
     }
 
-    /// The stand-in pairing table: the first party waits under its TTL, the
-    /// second starts the transfer if the first is still there.
-    fn arrive(&mut self, i: usize, party: usize) {
-        let now = self.now();
-        let t = &mut self.transfers[i];
-        t.arrived[party] = true;
-        if t.phase != Phase::Pending {
-            return;
-        }
-        match t.wait_timer.take() {
-            None => {
-                let ttl = t.ttl;
-                t.wait_timer = Some(self.timers.insert(now, ttl, TimerKind::Wait(i)));
-            }
-            Some(h) => {
-                self.timers.cancel(h);
-                let t = &mut self.transfers[i];
-                t.phase = Phase::Streaming;
-                let stall = t.stall;
-                t.stall_timer = Some(self.timers.insert(now, stall, TimerKind::Stall(i)));
-            }
-        }
-    }
-
-    /// Bytes moved: the stall deadline moves, and is filed again.
-    fn progressed(&mut self, i: usize) {
-        let now = self.now();
-        let t = &mut self.transfers[i];
-        let old = t
-            .stall_timer
-            .take()
-            .expect("a running transfer has a stall timer");
-        let stall = t.stall;
-        self.timers.cancel(old);
-        self.transfers[i].stall_timer = Some(self.timers.insert(now, stall, TimerKind::Stall(i)));
-    }
-
-    /// Feed a random split of the sender's wire into the ring.
-    fn ingress(&mut self, i: usize) -> bool {
+    fn plan_pipe(&mut self, i: usize) {
         let rng = &mut self.rng;
-        let t = &mut self.transfers[i];
-        if t.body_done || t.decode_error {
-            return false;
-        }
-        let reserve = if t.scanner.is_some() {
-            MultipartScanner::MAX_HELD
+        // Two pipes may share a key: the second set of parties meets a
+        // running transfer (409) or joins a waiting one.
+        let shared = i > 0 && rng.chance(15);
+        let key = format!("/p{}", if shared { 0 } else { i });
+        let n = 1 + rng.below(3);
+        // Parties that may meet on one path send the same bytes, so that
+        // whoever pairs with whom, a receiver's bytes can be checked.
+        let data = if shared {
+            self.plans[0].part.clone()
         } else {
-            0
+            payload(rng)
         };
-        let room = t.ring.free().saturating_sub(reserve);
-        let left = t.body.wire.len() - t.fed;
-        if room == 0 && left > 0 {
-            return false;
-        }
-        let max = room.min(left);
-        let split = if max == 0 {
-            0
-        } else {
-            let step = [1, 3, 64, 1500, 1 << 16][rng.below(5)];
-            1 + rng.below(max.min(step))
+        let kind = match rng.below(10) {
+            0..=3 => SenderKind::Curl,
+            4..=6 => SenderKind::Nginx,
+            7 => SenderKind::GivesUp,
+            _ => SenderKind::Vanishes {
+                at: rng.below(data.len() + 1),
+                reset: rng.chance(50),
+            },
         };
-        let input = &t.body.wire[t.fed..t.fed + split];
-        let before = t.ring.end_offset();
-        let mut pos = 0;
-        let mut transport_done = false;
-        // The transport: the length, or the chunked decoder.
-        let mut decoded: Vec<std::ops::Range<usize>> = Vec::new();
-        match &mut t.decoder {
-            None => {
-                decoded.push(0..input.len());
-                pos = input.len();
-                transport_done = t.fed + pos == t.body.wire.len();
+        let minor = if rng.chance(15) { 0 } else { 1 };
+        let multipart = !data.is_empty() && rng.chance(15);
+        let (framing, content, boundary, part) = if multipart {
+            let b = format!("b{}", rng.below(1000));
+            let mut body = Vec::new();
+            if rng.chance(50) {
+                write!(body, "--{b}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n").unwrap();
+            } else {
+                write!(
+                    body,
+                    "--{b}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\nContent-Type: application/x-sim\r\n\r\n"
+                )
+                .unwrap();
             }
-            Some(dec) => {
-                while pos < input.len() {
-                    match dec.decode(&input[pos..]) {
-                        Ok(d) => {
-                            assert!(d.data.end <= d.consumed);
-                            decoded.push(pos + d.data.start..pos + d.data.end);
-                            pos += d.consumed;
-                            if d.done {
-                                transport_done = true;
-                                break;
-                            }
-                            if d.consumed == 0 {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            assert!(t.body.corrupt, "a valid body was refused: {e}");
-                            // Sticky: the same error again.
-                            assert_eq!(dec.decode(b"0\r\n\r\n"), Err(e));
-                            t.decode_error = true;
-                            t.phase = Phase::Cut;
-                            return true;
-                        }
-                    }
-                }
-            }
-        }
-        // The content: raw, or the multipart scanner's file part.
-        for r in decoded {
-            let data = &input[r];
-            match &mut t.scanner {
-                None => assert_eq!(t.ring.push(data), data.len(), "ring overflow"),
-                Some(sc) if !t.multipart_done => {
-                    let ring = &mut t.ring;
-                    let mut short = false;
-                    let res = sc.feed(data, &mut |d| short |= ring.push(d) < d.len());
-                    assert!(
-                        !short,
-                        "the scanner emitted more than MAX_HELD past its input"
-                    );
-                    match res {
-                        Ok(done) => t.multipart_done |= done,
-                        Err(e) => {
-                            assert!(t.body.corrupt, "a valid multipart body was refused: {e}");
-                            t.decode_error = true;
-                            t.phase = Phase::Cut;
-                            return true;
-                        }
-                    }
-                    if t.ring.end_offset() > 0 {
-                        let info = sc.file_part().expect("payload before the part's headers");
-                        if !t.body.corrupt {
-                            assert_eq!(info.filename.as_deref(), Some("sim.bin"));
-                            assert_eq!(info.content_type.as_deref(), Some("application/x-sim"));
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        t.fed += pos;
-        assert!(t.ring.len() <= t.ring.capacity());
-        if transport_done {
-            if let Some(sc) = &t.scanner {
-                if let Err(e) = sc.finish() {
-                    assert!(t.body.corrupt, "multipart did not finish: {e}");
-                    t.decode_error = true;
-                    t.phase = Phase::Cut;
-                    return true;
-                }
-            }
-            t.body_done = true;
-        }
-        if t.body_done && !t.body.corrupt {
-            assert_eq!(t.fed, t.body.wire.len(), "the transport ended early");
-        }
-        split > 0 || t.ring.end_offset() > before || transport_done
-    }
-
-    /// Let receiver `j` write what its socket takes.
-    fn egress(&mut self, i: usize, j: usize) -> bool {
-        let budget = match self.rng.below(6) {
-            0 => 0,
-            1 => 1 + self.rng.below(4),
-            2 => 1 + self.rng.below(100),
-            _ => 1 + self.rng.below(1 << 17),
-        };
-        // What the event loop lets one receiver write now (its budget).
-        let limit = match self.rng.below(4) {
-            0 => 1 + self.rng.below(3),
-            1 => 1 + self.rng.below(64),
-            _ => 1 + self.rng.below(1 << 17),
-        };
-        let t = &mut self.transfers[i];
-        let end = t.ring.end_offset();
-        let body_done = t.body_done;
-        let r = &mut t.receivers[j];
-        if r.finished {
-            return false;
-        }
-        let mut sock = SimSocket {
-            out: &mut r.out,
-            budget,
-            rng: &mut self.rng,
-        };
-        let pending = r.encoder.as_ref().is_some_and(ChunkEncoder::has_pending);
-        let mut moved = false;
-        if !r.finishing && (r.cursor < end || pending) {
-            let res = match &mut r.encoder {
-                None => t.ring.drain_into(&mut sock, r.cursor, limit),
-                Some(enc) => {
-                    let (a, b) = t.ring.readable_from(r.cursor);
-                    let a = &a[..a.len().min(limit)];
-                    let b = &b[..b.len().min(limit - a.len())];
-                    enc.write_to(&mut sock, a, b)
-                }
+            body.extend_from_slice(&data);
+            write!(body, "\r\n--{b}--\r\n").unwrap();
+            let framing = if minor == 0 {
+                BodyFraming::UntilClose
+            } else if rng.chance(50) {
+                BodyFraming::Chunked
+            } else {
+                BodyFraming::Length(body.len() as u64)
             };
-            match res {
-                Ok(n) => {
-                    r.cursor += n as u64;
-                    moved = true;
+            (framing, body, Some(b), data.clone())
+        } else {
+            let framing = if minor == 0 && rng.chance(50) {
+                BodyFraming::UntilClose
+            } else if rng.chance(40) {
+                BodyFraming::Chunked
+            } else if data.is_empty() && rng.chance(50) {
+                BodyFraming::None
+            } else {
+                BodyFraming::Length(data.len() as u64)
+            };
+            (framing, data.clone(), None, data.clone())
+        };
+        let framing = if minor == 0 && framing == BodyFraming::Chunked {
+            BodyFraming::Length(content.len() as u64)
+        } else {
+            framing
+        };
+        let wire = if framing == BodyFraming::Chunked {
+            chunk_encode(rng, &content)
+        } else {
+            content
+        };
+        let kind = match kind {
+            SenderKind::GivesUp if wire.len() > 2000 => SenderKind::Curl,
+            // `--sender-progress live` is for relays with no such proxy
+            // in front.
+            SenderKind::Nginx if self.live => SenderKind::Curl,
+            // An HTTP/1.0 body ends at the sender's close: a clean close
+            // mid-body is, to anyone, the end of a shorter body. Only a
+            // reset is a vanishing.
+            SenderKind::Vanishes { at, .. } if framing == BodyFraming::UntilClose => {
+                SenderKind::Vanishes { at, reset: true }
+            }
+            k => k,
+        };
+        let expect = match kind {
+            SenderKind::Nginx => false,
+            SenderKind::Curl => minor == 1,
+            _ => minor == 1 && rng.chance(50),
+        };
+        let pipe = self.plans.len();
+        let must_deliver = kind == SenderKind::GivesUp && !shared && self.max_upload == 0;
+        self.plans.push(Plan {
+            part,
+            must_deliver,
+            key: key.clone(),
+        });
+        let horizon = 200;
+        let sender = Client {
+            pipe,
+            key: key.clone(),
+            n,
+            minor,
+            role: Role2::Sender {
+                kind,
+                wire,
+                sent: 0,
+                expect,
+                framing,
+                boundary,
+                stopped: false,
+                resp: Resp::new(),
+            },
+            arrived: false,
+            arrive_at: rng.below(horizon),
+            sock: None,
+            done: false,
+            saw_reset: false,
+            quit: false,
+        };
+        self.clients.push(sender);
+        let extra = usize::from(rng.chance(10));
+        for _ in 0..n + extra {
+            let rn = if rng.chance(5) { 1 + rng.below(3) } else { n };
+            let kind = if rng.chance(15) {
+                ReceiverKind::Leaves {
+                    at: rng.below(self.plans[pipe].part.len() + 1),
+                    reset: rng.chance(50),
                 }
-                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
-            }
-            assert!(r.cursor <= end);
-        }
-        let pending = r.encoder.as_ref().is_some_and(ChunkEncoder::has_pending);
-        if r.finishing || (body_done && r.cursor == end && !pending) {
-            match &mut r.encoder {
-                None => r.finished = true,
-                Some(enc) => match enc.finish_to(&mut sock) {
-                    Ok(true) => {
-                        r.finished = true;
-                        moved = true;
-                    }
-                    Ok(false) => {
-                        r.finishing = true;
-                        moved = true;
-                    }
-                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
+            } else {
+                ReceiverKind::Reader
+            };
+            self.clients.push(Client {
+                pipe,
+                key: key.clone(),
+                n: rn,
+                minor: if rng.chance(20) { 0 } else { 1 },
+                role: Role2::Receiver {
+                    kind,
+                    resp: Resp::new(),
+                    stall_until: 0,
                 },
-            }
+                arrived: false,
+                arrive_at: rng.below(horizon),
+                sock: None,
+                done: false,
+                saw_reset: false,
+                quit: false,
+            });
         }
-        // The ring forgets what every receiver has sent.
-        let min = t.receivers.iter().map(|r| r.cursor).min().unwrap();
-        t.ring.release_to(min);
-        assert_eq!(t.ring.start_offset(), min);
-        if t.receivers.iter().all(|r| r.finished) {
-            t.phase = Phase::Complete;
-        }
-        moved
     }
 
     fn run(&mut self) {
-        let mut steps = 0;
-        while self.active() {
-            steps += 1;
-            assert!(steps < MAX_STEPS, "stuck after {steps} steps");
-            let streaming: Vec<usize> = (0..self.transfers.len())
-                .filter(|&i| self.transfers[i].phase == Phase::Streaming)
-                .collect();
-            if streaming.is_empty() || self.rng.chance(3) {
-                self.advance();
+        loop {
+            self.step += 1;
+            assert!(self.step < MAX_STEPS, "stuck: {} steps", self.step);
+            let acted = self.tick();
+            self.check();
+            if self.finished() {
+                break;
+            }
+            if !acted {
+                // Nobody can act and nothing is queued: a client still to
+                // come, or time, is all that can move things now.
+                if let Some(next) = self
+                    .clients
+                    .iter()
+                    .filter(|c| !c.arrived)
+                    .map(|c| c.arrive_at)
+                    .min()
+                {
+                    self.step = self.step.max(next);
+                    continue;
+                }
+                let stalled = self.clients.iter().any(|c| {
+                    matches!(&c.role, Role2::Receiver { stall_until, .. } if *stall_until > self.step)
+                });
+                if stalled {
+                    // A receiver pausing by choice: its pause ends.
+                    self.step += 50;
+                    continue;
+                }
+                match self.world.timers.next_deadline() {
+                    Some(d) => {
+                        let d = d.max(self.world.now);
+                        self.world.now = d + Duration::from_millis(self.rng.below(30) as u64);
+                        self.expire();
+                    }
+                    None => self.stalled(),
+                }
+            }
+        }
+        // Every connection is closed and the table is empty.
+        assert!(self.relay.gauges() == Default::default() || self.relay.gauges().waiting == 0, "{:?}", self.relay.gauges());
+        self.relay.check().unwrap();
+    }
+
+    fn stalled(&self) -> ! {
+        let mut s = String::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            s.push_str(&format!("client {i}: pipe {} arrived {} done {} sock {:?}\n", c.pipe, c.arrived, c.done, c.sock));
+            if let Some(k) = c.sock {
+                let cc = &self.world.conns[k];
+                s.push_str(&format!("   conn {k}: {:?} ready {:?} out {} in {} fin {} outb {} rst {}\n", cc.state, cc.ready, cc.out.pending(), cc.sock.inbound.len(), cc.sock.fin, cc.sock.outbound.len(), cc.sock.rst));
+            }
+            match &c.role {
+                Role2::Sender { sent, wire, stopped, kind, .. } => {
+                    s.push_str(&format!("   sender {kind:?} sent {sent}/{} stopped {stopped}\n", wire.len()))
+                }
+                Role2::Receiver { kind, resp, .. } => {
+                    s.push_str(&format!("   receiver {kind:?} got {} bytes\n", resp.len()))
+                }
+            }
+        }
+        panic!("stall: nothing can move and no timer is armed\n{s}");
+    }
+
+    fn finished(&self) -> bool {
+        self.clients.iter().all(|c| c.done)
+            && self
+                .world
+                .conns
+                .iter()
+                .all(|c| c.state == ConnState::Closed)
+    }
+
+    /// One step: something acts. False when nothing could.
+    fn tick(&mut self) -> bool {
+        if self.relay.has_queued() && self.rng.chance(70) {
+            let now = self.world.now;
+            self.relay.run_queued(&mut self.world, now, &mut self.fx);
+            self.apply();
+            return true;
+        }
+        // Small steps of time pass now and then.
+        if self.rng.chance(3) {
+            self.world.now += Duration::from_millis(self.rng.below(50) as u64);
+            self.expire();
+        }
+        // From a random place, the first that can act acts.
+        let all = self.clients.len() + self.world.conns.len();
+        let first = self.rng.below(all);
+        let stride = if self.rng.chance(50) { 1 } else { all - 1 };
+        for j in 0..all {
+            let k = (first + j * stride) % all;
+            let acted = if k < self.clients.len() {
+                self.client_step(k)
+            } else {
+                self.conn_step(k - self.clients.len())
+            };
+            if acted {
+                return true;
+            }
+        }
+        if self.relay.has_queued() {
+            let now = self.world.now;
+            self.relay.run_queued(&mut self.world, now, &mut self.fx);
+            self.apply();
+            return true;
+        }
+        false
+    }
+
+    fn expire(&mut self) {
+        let mut fired = Vec::new();
+        self.world.timers.expire(self.world.now, &mut fired);
+        for (h, what) in fired {
+            let now = self.world.now;
+            self.relay.timer(&mut self.world, now, what, h, &mut self.fx);
+            self.apply();
+        }
+    }
+
+    /// The loop's side of one connection: deliver its edges to the relay,
+    /// or write what a released connection still has to say.
+    fn conn_step(&mut self, k: usize) -> bool {
+        let c = &mut self.world.conns[k];
+        if c.sock.rst_coming && c.sock.client_gone && self.rng.chance(30) {
+            c.sock.rst_coming = false;
+            c.sock.client_reset();
+        }
+        let edges = std::mem::replace(&mut c.sock.edges, Ready::EMPTY);
+        match c.state {
+            ConnState::Closed | ConnState::Asked => false,
+            ConnState::Party(p, _) => {
+                if edges.is_empty() {
+                    return false;
+                }
+                c.ready.event |= edges;
+                let now = self.world.now;
+                self.relay.ready(&mut self.world, now, p, Token(k), &mut self.fx);
+                self.apply();
+                true
+            }
+            ConnState::Releasing(end) => {
+                c.ready.event |= edges;
+                if c.sock.rst {
+                    c.state = ConnState::Closed;
+                    return true;
+                }
+                let before = c.out.pending();
+                match c.out.flush_to(&mut c.sock, &mut c.ready) {
+                    Ok(true) => {
+                        match end {
+                            End::ResetAfterWrite => c.sock.relay_rst = true,
+                            End::Linger | End::Close => c.sock.relay_fin = true,
+                        }
+                        c.state = ConnState::Closed;
+                        true
+                    }
+                    Ok(false) => !edges.is_empty() || c.out.pending() < before,
+                    Err(_) => {
+                        c.state = ConnState::Closed;
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    fn new_conn(&mut self) -> usize {
+        let sock = Sock::new(&mut self.rng);
+        self.world.conns.push(Conn {
+            sock,
+            ready: Readiness::default(),
+            out: OutBuf::default(),
+            read_eof: false,
+            state: ConnState::Asked,
+        });
+        self.world.conns.len() - 1
+    }
+
+    fn client_step(&mut self, i: usize) -> bool {
+        if self.clients[i].done {
+            return false;
+        }
+        if !self.clients[i].arrived {
+            if self.step < self.clients[i].arrive_at {
+                return false;
+            }
+            self.arrive(i);
+            return true;
+        }
+        let Some(k) = self.clients[i].sock else {
+            return false;
+        };
+        let before = self.client_view(i, k);
+        let acted = match &self.clients[i].role {
+            Role2::Sender { .. } => self.sender_step(i, k),
+            Role2::Receiver { .. } => self.receiver_step(i, k),
+        };
+        if self.trace && acted {
+            eprintln!("  step {} client {i} (conn {k}): {before} -> {}", self.step, self.client_view(i, k));
+        }
+        acted
+    }
+
+    fn client_view(&self, i: usize, k: usize) -> String {
+        let c = &self.clients[i];
+        let s = &self.world.conns[k].sock;
+        let (a, b) = match &c.role {
+            Role2::Sender { sent, resp, .. } => (*sent, resp.len()),
+            Role2::Receiver { resp, .. } => (0, resp.len()),
+        };
+        format!(
+            "sent {a} read {b} fin {} gone {} rst {} done {}",
+            s.fin, s.client_gone, s.rst, c.done
+        )
+    }
+
+    fn arrive(&mut self, i: usize) {
+        let k = self.new_conn();
+        let c = &mut self.clients[i];
+        c.arrived = true;
+        c.sock = Some(k);
+        let early_len = self.rng.below(4097);
+        let (side, expect) = match &mut c.role {
+            Role2::Sender {
+                wire,
+                sent,
+                expect,
+                framing,
+                boundary,
+                ..
+            } => {
+                let early_len = early_len.min(wire.len());
+                let early = wire[..early_len].to_vec();
+                *sent = early_len;
+                let multipart = boundary.as_deref().map(|b| Box::new(MultipartScanner::first_part(b)));
+                let upload = Upload {
+                    framing: *framing,
+                    content_type: boundary
+                        .as_ref()
+                        .map(|b| format!("multipart/form-data; boundary={b}").into_bytes()),
+                    content_disposition: None,
+                    x_piping: Vec::new(),
+                    multipart,
+                    early,
+                };
+                (Side::Sender(Box::new(upload)), *expect)
+            }
+            Role2::Receiver { .. } => (Side::Receiver, false),
+        };
+        let req = Request {
+            token: Token(k),
+            key: c.key.clone(),
+            n: c.n,
+            minor: c.minor,
+            expect_continue: expect,
+            side,
+        };
+        if self.trace {
+            eprintln!("  step {} client {i} arrives on conn {k}: {req:?}", self.step);
+        }
+        let now = self.world.now;
+        self.relay.request(&mut self.world, now, req, &mut self.fx);
+        self.apply();
+    }
+
+    fn sender_step(&mut self, i: usize, k: usize) -> bool {
+        let prefer_read = self.rng.chance(50);
+        let piece = 1 + self.rng.below(5000);
+        let gives_up_now = self.rng.chance(20);
+        let Client {
+            role,
+            done,
+            saw_reset,
+            quit,
+            ..
+        } = &mut self.clients[i];
+        let Role2::Sender {
+            kind,
+            wire,
+            sent,
+            framing,
+            stopped,
+            resp,
+            ..
+        } = role
+        else {
+            unreachable!()
+        };
+        let conn = &mut self.world.conns[k];
+        let still_party = matches!(conn.state, ConnState::Party(..));
+        let sock = &mut conn.sock;
+        // nginx: any byte of its answer before its body is all sent stops
+        // the upload for good.
+        if *kind == SenderKind::Nginx && *sent < wire.len() && !sock.outbound.is_empty() && !*stopped {
+            *stopped = true;
+            // An early answer that ends the exchange (a refusal, a timeout)
+            // is fine: nginx passes it on. An early answer to a transfer
+            // that is still on is the stall nginx users met: the upload
+            // stops for good.
+            assert!(
+                !still_party,
+                "client {i}: a sender behind nginx got its answer before its body was read"
+            );
+        }
+        if sock.rst {
+            *done = true;
+            return true;
+        }
+        let all_sent = *sent >= wire.len();
+        // What it can do now.
+        let can_read = !sock.outbound.is_empty() || sock.relay_done();
+        let vanish = matches!(kind, SenderKind::Vanishes { at, .. } if *sent >= *at) && !sock.fin;
+        // Like curl, it reads what came before it closes (a close with
+        // unread bytes would be a reset).
+        let give_up = *kind == SenderKind::GivesUp && all_sent && !sock.fin && sock.outbound.is_empty();
+        let can_send = !all_sent
+            && !*stopped
+            && !sock.fin
+            && sock.inbound.len() < sock.in_cap;
+        let half_close = all_sent && *framing == BodyFraming::UntilClose && !sock.fin;
+        if vanish {
+            let SenderKind::Vanishes { reset, .. } = *kind else { unreachable!() };
+            if reset {
+                sock.client_reset();
+            } else {
+                sock.client_close();
+            }
+            *done = true;
+            *quit = true;
+            return true;
+        }
+        if give_up && (gives_up_now || !can_read) {
+            // A while later, with its body all sent, it closes for good.
+            sock.client_close();
+            *done = true;
+            *quit = true;
+            return true;
+        }
+        if can_read && (prefer_read || !(can_send || half_close)) {
+            match sock.client_read(1 + piece % 2000) {
+                Ok(b) if !b.is_empty() => resp.feed(&b),
+                Ok(_) => *done = true,
+                Err(_) => {
+                    *saw_reset = true;
+                    *done = true;
+                }
+            }
+            return true;
+        }
+        if can_send {
+            let n = piece.min(wire.len() - *sent);
+            *sent += sock.client_send(&wire[*sent..*sent + n]);
+            return true;
+        }
+        if half_close {
+            // `nc -N`: the body ends with a half-close.
+            sock.client_fin();
+            return true;
+        }
+        false
+    }
+
+    fn receiver_step(&mut self, i: usize, k: usize) -> bool {
+        let step = self.step;
+        let Client {
+            role,
+            done,
+            saw_reset,
+            quit,
+            ..
+        } = &mut self.clients[i];
+        let Role2::Receiver { kind, resp, stall_until } = role else {
+            unreachable!()
+        };
+        let sock = &mut self.world.conns[k].sock;
+        if sock.rst {
+            *done = true;
+            return true;
+        }
+        if let ReceiverKind::Leaves { at, reset } = kind {
+            let body_so_far = resp.body.len();
+            if body_so_far >= *at && (body_so_far > 0 || self.rng.chance(5)) {
+                if *reset {
+                    sock.client_reset();
+                } else {
+                    sock.client_close();
+                }
+                *done = true;
+                *quit = true;
+                return true;
+            }
+        }
+        if step < *stall_until {
+            return false;
+        }
+        if self.rng.chance(3) {
+            *stall_until = step + 1 + self.rng.below(300);
+            return false;
+        }
+        match sock.client_read(1 + self.rng.below(3000)) {
+            Ok(b) if !b.is_empty() => {
+                resp.feed(&b);
+                true
+            }
+            Ok(_) => {
+                if sock.relay_fin {
+                    *done = true;
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(_) => {
+                *saw_reset = true;
+                *done = true;
+                true
+            }
+        }
+    }
+
+    /// Apply the core's effects, as the event loop does.
+    fn apply(&mut self) {
+        for e in std::mem::take(&mut self.fx) {
+            if self.trace {
+                eprintln!("  step {} effect {e:?}", self.step);
+            }
+            match e {
+                Effect::Refuse {
+                    token,
+                    status,
+                    ..
+                } => {
+                    let c = &mut self.world.conns[token.0];
+                    assert!(
+                        matches!(c.state, ConnState::Asked | ConnState::Party(..)),
+                        "refuse of {:?} in {:?}",
+                        token,
+                        c.state
+                    );
+                    c.out.clear();
+                    c.out.push(format!("HTTP/1.1 {status} Refused\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+                    c.ready.interest = Ready::WRITABLE;
+                    c.state = ConnState::Releasing(End::Close);
+                }
+                Effect::Joined { token, pipe, role } => {
+                    let c = &mut self.world.conns[token.0];
+                    assert_eq!(c.state, ConnState::Asked);
+                    c.state = ConnState::Party(pipe, role);
+                }
+                Effect::Park(_) => {
+                    self.world.park_room = self.world.park_room.saturating_sub(1);
+                }
+                Effect::Unpark(_) => {
+                    if self.world.park_room != usize::MAX {
+                        self.world.park_room += 1;
+                    }
+                }
+                Effect::Release { token, end } => {
+                    let c = &mut self.world.conns[token.0];
+                    assert!(matches!(c.state, ConnState::Party(..)), "release of {:?} in {:?}", token, c.state);
+                    c.state = ConnState::Releasing(end);
+                    c.ready.interest = Ready::WRITABLE;
+                }
+                Effect::Close(token) => {
+                    let c = &mut self.world.conns[token.0];
+                    c.sock.relay_fin = true;
+                    c.state = ConnState::Closed;
+                }
+                Effect::Reset(token) => {
+                    let c = &mut self.world.conns[token.0];
+                    c.sock.relay_rst = true;
+                    c.state = ConnState::Closed;
+                }
+            }
+        }
+    }
+
+    /// The invariants, after every step.
+    fn check(&mut self) {
+        if let Err(e) = self.relay.check() {
+            panic!("relay table: {e}");
+        }
+        for (k, c) in self.world.conns.iter().enumerate() {
+            let party = self.relay.party(Token(k));
+            match &c.state {
+                ConnState::Party(p, role) => {
+                    assert_eq!(party, Some((*p, *role)), "conn {k} thinks it is a party");
+                }
+                _ => assert_eq!(party, None, "conn {k} ({:?}) is still a party", c.state),
+            }
+        }
+        let plans = &self.plans;
+        for (i, cl) in self.clients.iter_mut().enumerate() {
+            let plan = &plans[cl.pipe];
+            match &mut cl.role {
+                Role2::Receiver { resp: r, .. } => {
+                    if r.status != Some(200) {
+                        continue;
+                    }
+                    let want = &plan.part;
+                    let from = r.checked;
+                    assert!(
+                        r.body.len() <= want.len() && want[from..r.body.len()] == r.body[from..],
+                        "client {i}: got bytes that are not a prefix of the payload ({} of {})",
+                        r.body.len(),
+                        want.len()
+                    );
+                    r.checked = r.body.len();
+                    let ended = cl.done || self.world.conns[cl.sock.unwrap()].sock.relay_done();
+                    let clean_end = self.world.conns[cl.sock.unwrap()].sock.relay_fin && !cl.saw_reset;
+                    let looks_complete = match r.framing {
+                        Framing::Length(l) => r.body.len() as u64 == l,
+                        Framing::Chunked { done } => done,
+                        Framing::Close => ended && clean_end && cl.done,
+                    };
+                    let alone = plans.iter().filter(|p| p.key == plan.key).count() == 1;
+                    if plan.must_deliver && alone && cl.done && !cl.quit {
+                        // Whatever else happens (a receiver that joins and
+                        // leaves, a timeout), a 200 means every byte.
+                        assert_eq!(
+                            r.body.len(),
+                            want.len(),
+                            "client {i}: a sender that closed after its whole body was cut after 200"
+                        );
+                    }
+                    if looks_complete && !cl.quit {
+                        assert_eq!(
+                            r.body.len(),
+                            want.len(),
+                            "client {i}: a cut looks complete ({:?})",
+                            r.framing
+                        );
+                    }
+                }
+                Role2::Sender { resp, .. } => {
+                    if !cl.done || cl.quit {
+                        continue;
+                    }
+                    let r = resp;
+                    let ok_end = match r.framing {
+                        Framing::Chunked { done } => done,
+                        Framing::Close => !cl.saw_reset,
+                        Framing::Length(_) => true,
+                    };
+                    if r.status == Some(200) && ok_end {
+                        let text = String::from_utf8_lossy(&r.body);
+                        let last = text.lines().last().unwrap_or("");
+                        assert!(
+                            last.starts_with("[INFO] Sent successfully!"),
+                            "client {i}: a sender's response ended cleanly after {last:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+// --- Reading responses ------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    Length(u64),
+    Chunked { done: bool },
+    Close,
+}
+
+/// Where a reference chunked decoder (not weir's) stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Chunk {
+    /// Reading a size line.
+    Size(Vec<u8>),
+    /// Payload bytes left in this chunk.
+    Data(usize),
+    /// The CRLF after a chunk's payload (bytes of it seen).
+    DataEnd(usize),
+    /// After the last chunk: the empty line (bytes of it seen).
+    Last(usize),
+    Done,
+}
+
+/// A client's response, parsed as it arrives: skips `100 Continue`, reads
+/// the head, decodes the body.
+#[derive(Debug)]
+struct Resp {
+    raw: usize,
+    head: Vec<u8>,
+    status: Option<u16>,
+    framing: Framing,
+    body: Vec<u8>,
+    chunk: Chunk,
+    /// Body bytes already compared with the payload.
+    checked: usize,
+}
+
+impl Resp {
+    fn new() -> Resp {
+        Resp {
+            raw: 0,
+            head: Vec::new(),
+            status: None,
+            framing: Framing::Close,
+            body: Vec::new(),
+            chunk: Chunk::Size(Vec::new()),
+            checked: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.raw
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        self.raw += bytes.len();
+        while !bytes.is_empty() {
+            if self.status.is_none() {
+                self.head.push(bytes[0]);
+                bytes = &bytes[1..];
+                if self.head.ends_with(b"\r\n\r\n") {
+                    let head = String::from_utf8(std::mem::take(&mut self.head)).expect("utf-8 head");
+                    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+                    if status == 100 {
+                        continue;
+                    }
+                    let lower = head.to_ascii_lowercase();
+                    self.framing = if lower.contains("transfer-encoding: chunked") {
+                        Framing::Chunked { done: false }
+                    } else if let Some(i) = lower.find("content-length: ") {
+                        let v = &lower[i + 16..];
+                        let v = &v[..v.find('\r').unwrap_or(v.len())];
+                        Framing::Length(v.trim().parse().unwrap())
+                    } else {
+                        Framing::Close
+                    };
+                    self.status = Some(status);
+                }
                 continue;
             }
-            let i = streaming[self.rng.below(streaming.len())];
-            let n = self.transfers[i].receivers.len();
-            let moved = if self.rng.chance(40) {
-                self.ingress(i)
-            } else {
-                let j = self.rng.below(n);
-                self.egress(i, j)
-            };
-            match self.transfers[i].phase {
-                Phase::Streaming if moved => self.progressed(i),
-                Phase::Complete | Phase::Cut => {
-                    if let Some(h) = self.transfers[i].stall_timer.take() {
-                        self.timers.cancel(h);
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Let every remaining timer fire: the wheel must end empty.
-        for _ in 0..10_000 {
-            if self.timers.model.is_empty() {
-                break;
-            }
-            self.clock += Duration::from_secs(7);
-            let now = self.now();
-            self.timers.expire(now);
-        }
-        assert!(self.timers.wheel.is_empty());
-    }
-
-    fn check(&mut self) {
-        for (i, t) in self.transfers.iter().enumerate() {
-            let ctx = format!(
-                "transfer {i}: {:?}, {} payload bytes, {:?}, multipart {}, corrupt {}",
-                t.phase,
-                t.body.payload.len(),
-                t.body.transport,
-                t.body.boundary.is_some(),
-                t.body.corrupt
-            );
-            for (j, r) in t.receivers.iter().enumerate() {
-                let (got, done) = match &r.encoder {
-                    None => (r.out.clone(), r.finished),
-                    Some(_) => redecode(&r.out, &mut self.rng),
-                };
-                // A damaged wire may still decode (a changed payload byte,
-                // or a size that turns framing into payload): for those
-                // only the absence of panics counts, and the framing checks.
-                if !t.body.corrupt {
+            match self.framing {
+                Framing::Length(l) => {
                     assert!(
-                        got.len() <= t.body.payload.len(),
-                        "{ctx}: receiver {j}: too long"
+                        self.body.len() + bytes.len() <= l as usize,
+                        "more bytes than Content-Length"
                     );
-                    assert_eq!(
-                        got,
-                        t.body.payload[..got.len()],
-                        "{ctx}: receiver {j}: bytes"
-                    );
+                    self.body.extend_from_slice(bytes);
+                    return;
                 }
-                match t.phase {
-                    Phase::Complete => {
-                        assert!(done, "{ctx}: receiver {j} has no end");
-                        if !t.body.corrupt {
-                            assert_eq!(got.len(), t.body.payload.len(), "{ctx}: receiver {j}");
+                Framing::Close => {
+                    self.body.extend_from_slice(bytes);
+                    return;
+                }
+                Framing::Chunked { .. } => {
+                    let b = bytes[0];
+                    let mut used = 1;
+                    self.chunk = match std::mem::replace(&mut self.chunk, Chunk::Done) {
+                        Chunk::Size(mut line) => {
+                            line.push(b);
+                            if line.ends_with(b"\r\n") {
+                                let text = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
+                                let size = usize::from_str_radix(text.split(';').next().unwrap().trim(), 16)
+                                    .expect("chunk size");
+                                if size == 0 {
+                                    Chunk::Last(0)
+                                } else {
+                                    Chunk::Data(size)
+                                }
+                            } else {
+                                Chunk::Size(line)
+                            }
                         }
-                    }
-                    Phase::Cut | Phase::TimedOut if r.finished => {
-                        // It had every byte before the transfer was cut.
-                        assert!(done, "{ctx}: receiver {j} has no end");
-                        if !t.body.corrupt {
-                            assert_eq!(got.len(), t.body.payload.len(), "{ctx}: receiver {j}");
+                        Chunk::Data(left) => {
+                            let n = left.min(bytes.len());
+                            self.body.extend_from_slice(&bytes[..n]);
+                            used = n;
+                            if n == left {
+                                Chunk::DataEnd(0)
+                            } else {
+                                Chunk::Data(left - n)
+                            }
                         }
-                    }
-                    Phase::Cut | Phase::TimedOut => {
-                        // A cut never looks complete: no final chunk.
-                        if r.encoder.is_some() {
-                            assert!(!done, "{ctx}: receiver {j}: a cut looks complete");
+                        Chunk::DataEnd(k) => {
+                            assert_eq!(b, b"\r\n"[k], "chunk not ended by CRLF");
+                            if k == 1 {
+                                Chunk::Size(Vec::new())
+                            } else {
+                                Chunk::DataEnd(1)
+                            }
                         }
-                    }
-                    Phase::Pending | Phase::Streaming => panic!("{ctx}: unfinished"),
+                        Chunk::Last(k) => {
+                            assert_eq!(b, b"\r\n"[k], "last chunk not ended by an empty line");
+                            if k == 1 {
+                                self.framing = Framing::Chunked { done: true };
+                                Chunk::Done
+                            } else {
+                                Chunk::Last(1)
+                            }
+                        }
+                        Chunk::Done => panic!("bytes after the last chunk"),
+                    };
+                    bytes = &bytes[used..];
                 }
             }
-            if t.phase == Phase::TimedOut {
-                assert!(t.receivers.iter().all(|r| r.out.is_empty()), "{ctx}");
-            }
         }
     }
 }
 
-/// Decode a receiver's chunked output twice: with weir's decoder in random
-/// splits, and with a plain reference decoder; both must agree.
-fn redecode(wire: &[u8], rng: &mut Rng) -> (Vec<u8>, bool) {
-    let mut dec = ChunkedDecoder::new();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < wire.len() && !dec.is_done() {
-        let step = 1 + rng.below(5000);
-        let split = 1 + rng.below((wire.len() - pos).min(step));
-        let piece = &wire[pos..pos + split];
-        let mut k = 0;
-        while k < piece.len() {
-            let d = dec
-                .decode(&piece[k..])
-                .expect("the encoder's output decodes");
-            out.extend_from_slice(&piece[k..][d.data.clone()]);
-            k += d.consumed;
-            if d.done || d.consumed == 0 {
-                break;
-            }
-        }
-        pos += k;
-        if dec.is_done() {
-            break;
-        }
+fn run_case(seed: u64) -> usize {
+    if std::env::var("WEIR_SIM_TRACE").is_ok() {
+        let _ = env_logger::builder()
+            .is_test(true)
+            .filter_level(log::LevelFilter::Debug)
+            .try_init();
     }
-    assert_eq!(pos, wire.len(), "bytes after the final chunk");
-    let (reference, ref_done) = reference_dechunk(wire);
-    assert_eq!(out, reference, "weir's decoder and the reference disagree");
-    assert_eq!(dec.is_done(), ref_done);
-    (out, dec.is_done())
-}
-
-fn reference_dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            return (out, false);
-        };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap(), 16).unwrap();
-        b = &b[nl + 2..];
-        if size == 0 {
-            assert!(
-                b == b"\r\n" || b.is_empty() || b"\r\n".starts_with(b),
-                "{b:?}"
-            );
-            return (out, b == b"\r\n");
-        }
-        if b.len() < size + 2 {
-            out.extend_from_slice(&b[..b.len().min(size)]);
-            return (out, false);
-        }
-        assert_eq!(&b[size..size + 2], b"\r\n");
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
-}
-
-/// What the cases did, to show that they did something.
-#[derive(Debug, Default)]
-struct Stats {
-    complete: usize,
-    cut: usize,
-    timed_out: usize,
-    multipart: usize,
-    chunked: usize,
-    corrupt: usize,
-    receivers: usize,
-    bytes_delivered: usize,
-    expiries: u64,
-}
-
-fn run_case(seed: u64, stats: &mut Stats) {
-    let _report = SeedReport {
-        name: "simulation",
-        seed,
-    };
-    let mut sim = Sim::new(seed);
-    sim.run();
-    sim.check();
-    for t in &sim.transfers {
-        match t.phase {
-            Phase::Complete => stats.complete += 1,
-            Phase::Cut => stats.cut += 1,
-            Phase::TimedOut => stats.timed_out += 1,
-            _ => {}
-        }
-        stats.multipart += usize::from(t.body.boundary.is_some());
-        stats.chunked += usize::from(t.body.transport == Transport::Chunked);
-        stats.corrupt += usize::from(t.body.corrupt);
-        stats.receivers += t.receivers.len();
-        stats.bytes_delivered += t.receivers.iter().map(|r| r.out.len()).sum::<usize>();
-    }
-    stats.expiries += sim.timers.rounds;
+    let mut case = Case::new(seed);
+    case.run();
+    case.step
 }
 
 #[test]
 fn simulation() {
-    let mut stats = Stats::default();
-    if std::env::var("WEIR_SEED").is_ok() {
-        let seed = test_seed();
-        eprintln!("replaying seed {seed}");
-        run_case(seed, &mut stats);
-        eprintln!("{stats:?}");
-        return;
-    }
-    let mut seeds = Rng::new(test_seed());
+    let cases: usize = std::env::var("WEIR_SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let started = Instant::now();
-    for _ in 0..CASES {
-        run_case(seeds.next_u64(), &mut stats);
+    match std::env::var("WEIR_SEED") {
+        Ok(_) => {
+            let seed = test_seed();
+            let _report = SeedReport::new("simulation", seed);
+            let steps = run_case(seed);
+            eprintln!("simulation: {steps} steps");
+        }
+        Err(_) => {
+            let base = std::env::var("WEIR_SIM_BASE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(test_seed);
+            let _report = SeedReport::new("simulation (base)", base);
+            let mut seeds = Rng::new(base);
+            let mut steps = 0;
+            for _ in 0..cases {
+                let seed = seeds.next_u64();
+                let r = std::panic::catch_unwind(|| run_case(seed));
+                if let Ok(n) = r {
+                    steps += n;
+                }
+                if let Err(e) = r {
+                    eprintln!("simulation case FAILED: replay with WEIR_SEED={seed} cargo test --test sim");
+                    std::panic::resume_unwind(e);
+                }
+            }
+            eprintln!("simulation: {steps} steps");
+        }
     }
-    eprintln!("{CASES} cases in {:?}: {stats:?}", started.elapsed());
-    assert!(stats.complete > 0 && stats.cut > 0 && stats.timed_out > 0);
+    eprintln!(
+        "simulation: {cases} cases in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

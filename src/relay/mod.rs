@@ -1,0 +1,3 @@
+//! The relay family: named pipes and ephemeral sockets.
+pub mod core;
+pub mod pump;
