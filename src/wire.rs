@@ -137,6 +137,20 @@ pub enum Io {
     Failed(io::Error),
 }
 
+/// How a connection ends once its last response is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Shut down writing, then drain the client until it closes (it may
+    /// still be sending a body that will not be read), so that its unread
+    /// bytes do not turn into a reset that destroys the response in flight.
+    Linger,
+    /// Shut down writing and close: nothing more is expected from it.
+    Close,
+    /// Close with a reset: a close-delimited response that failed, which
+    /// only a reset can say.
+    ResetAfterWrite,
+}
+
 /// A connection's byte stream: a TCP socket in the event loop, a simulated
 /// one in `tests/sim`. `fd` lets the Linux zero-copy path splice from and to
 /// it; a stream without a descriptor simply never gets a kernel pipe.

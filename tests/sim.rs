@@ -1,5 +1,5 @@
 //! A seeded simulation that drives the real relay core
-//! (`weir::relay::core::Relay`) over simulated connections, with a
+//! (`weir::relay::core::Table`) over simulated connections, with a
 //! virtual clock and the real timer wheel.
 //!
 //! Each case makes a few pipes and their parties and lets them arrive,
@@ -27,7 +27,7 @@
 //! whole payload, so every cut is visible; a sender's response ends cleanly
 //! only after every receiver got every byte; a party that is gone is no
 //! party of any pipe, and no path stays taken by parties that left; the
-//! relay's own table checks ([`Relay::check`]) hold. And no stall: when no
+//! relay's own table checks ([`Table::check`]) hold. And no stall: when no
 //! client can act and nothing is queued, the clock jumps to the next
 //! deadline; a case that runs out of deadlines with a transfer unfinished,
 //! or that takes too many steps, fails.
@@ -50,7 +50,7 @@ use weir::http::multipart::MultipartScanner;
 use weir::http::request::BodyFraming;
 use weir::metrics::Metrics;
 use weir::relay::core::{
-    Effect, End, Env, Limits, PartyIo, PipeId, Relay, RelayTimer, Request, Role, Side, Upload,
+    Effect, End, Env, Limits, PartyIo, PipeId, RelayTimer, Request, Role, Side, Table, Upload,
 };
 use weir::timer::{Handle, TimerWheel};
 use weir::wire::{OutBuf, Readiness, Ready, Stream};
@@ -171,7 +171,8 @@ impl Sock {
         if !self.rst {
             self.rst = true;
             self.inbound.clear();
-            self.edges.insert(Ready::READABLE | Ready::WRITABLE | Ready::HUP | Ready::ERROR);
+            self.edges
+                .insert(Ready::READABLE | Ready::WRITABLE | Ready::HUP | Ready::ERROR);
         }
     }
 
@@ -342,7 +343,12 @@ struct World {
 impl Env for World {
     fn io(&mut self, t: Token) -> Option<PartyIo<'_>> {
         let c = self.conns.get_mut(t.0)?;
-        assert_ne!(c.state, ConnState::Closed, "the core used a closed connection {}", t.0);
+        assert_ne!(
+            c.state,
+            ConnState::Closed,
+            "the core used a closed connection {}",
+            t.0
+        );
         Some(PartyIo {
             stream: &mut c.sock,
             ready: &mut c.ready,
@@ -426,7 +432,7 @@ fn payload(rng: &mut Rng) -> Vec<u8> {
 
 struct Case {
     rng: Rng,
-    relay: Relay,
+    relay: Table,
     world: World,
     clients: Vec<Client>,
     plans: Vec<Plan>,
@@ -447,7 +453,11 @@ impl Case {
         let ttl = Duration::from_secs(1 + rng.below(30) as u64);
         let limits = Limits {
             ttl,
-            max_upload_bytes: if rng.chance(10) { 1 + rng.below(30_000) as u64 } else { 0 },
+            max_upload_bytes: if rng.chance(10) {
+                1 + rng.below(30_000) as u64
+            } else {
+                0
+            },
             max_streaming_pipes: 1 + rng.below(4),
             buffer_size: [16usize, 100, 1024, 4096, 65536][rng.below(5)],
             splice: false,
@@ -466,10 +476,14 @@ impl Case {
             timers: TimerWheel::new(now, Duration::from_millis(10), 64),
             metrics: Metrics::default(),
             hooks: DefaultHooks,
-            park_room: if rng.chance(5) { rng.below(3) } else { usize::MAX },
+            park_room: if rng.chance(5) {
+                rng.below(3)
+            } else {
+                usize::MAX
+            },
         };
         let mut case = Case {
-            relay: Relay::new(limits),
+            relay: Table::new(limits),
             world,
             clients: Vec::new(),
             plans: Vec::new(),
@@ -517,7 +531,11 @@ impl Case {
             let b = format!("b{}", rng.below(1000));
             let mut body = Vec::new();
             if rng.chance(50) {
-                write!(body, "--{b}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n").unwrap();
+                write!(
+                    body,
+                    "--{b}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n"
+                )
+                .unwrap();
             } else {
                 write!(
                     body,
@@ -678,22 +696,45 @@ impl Case {
             }
         }
         // Every connection is closed and the table is empty.
-        assert!(self.relay.gauges() == Default::default() || self.relay.gauges().waiting == 0, "{:?}", self.relay.gauges());
+        assert!(
+            self.relay.gauges() == Default::default() || self.relay.gauges().waiting == 0,
+            "{:?}",
+            self.relay.gauges()
+        );
         self.relay.check().unwrap();
     }
 
     fn stalled(&self) -> ! {
         let mut s = String::new();
         for (i, c) in self.clients.iter().enumerate() {
-            s.push_str(&format!("client {i}: pipe {} arrived {} done {} sock {:?}\n", c.pipe, c.arrived, c.done, c.sock));
+            s.push_str(&format!(
+                "client {i}: pipe {} arrived {} done {} sock {:?}\n",
+                c.pipe, c.arrived, c.done, c.sock
+            ));
             if let Some(k) = c.sock {
                 let cc = &self.world.conns[k];
-                s.push_str(&format!("   conn {k}: {:?} ready {:?} out {} in {} fin {} outb {} rst {}\n", cc.state, cc.ready, cc.out.pending(), cc.sock.inbound.len(), cc.sock.fin, cc.sock.outbound.len(), cc.sock.rst));
+                s.push_str(&format!(
+                    "   conn {k}: {:?} ready {:?} out {} in {} fin {} outb {} rst {}\n",
+                    cc.state,
+                    cc.ready,
+                    cc.out.pending(),
+                    cc.sock.inbound.len(),
+                    cc.sock.fin,
+                    cc.sock.outbound.len(),
+                    cc.sock.rst
+                ));
             }
             match &c.role {
-                Role2::Sender { sent, wire, stopped, kind, .. } => {
-                    s.push_str(&format!("   sender {kind:?} sent {sent}/{} stopped {stopped}\n", wire.len()))
-                }
+                Role2::Sender {
+                    sent,
+                    wire,
+                    stopped,
+                    kind,
+                    ..
+                } => s.push_str(&format!(
+                    "   sender {kind:?} sent {sent}/{} stopped {stopped}\n",
+                    wire.len()
+                )),
                 Role2::Receiver { kind, resp, .. } => {
                     s.push_str(&format!("   receiver {kind:?} got {} bytes\n", resp.len()))
                 }
@@ -753,7 +794,8 @@ impl Case {
         self.world.timers.expire(self.world.now, &mut fired);
         for (h, what) in fired {
             let now = self.world.now;
-            self.relay.timer(&mut self.world, now, what, h, &mut self.fx);
+            self.relay
+                .timer(&mut self.world, now, what, h, &mut self.fx);
             self.apply();
         }
     }
@@ -775,7 +817,8 @@ impl Case {
                 }
                 c.ready.event |= edges;
                 let now = self.world.now;
-                self.relay.ready(&mut self.world, now, p, Token(k), &mut self.fx);
+                self.relay
+                    .ready(&mut self.world, now, p, Token(k), &mut self.fx);
                 self.apply();
                 true
             }
@@ -837,7 +880,11 @@ impl Case {
             Role2::Receiver { .. } => self.receiver_step(i, k),
         };
         if self.trace && acted {
-            eprintln!("  step {} client {i} (conn {k}): {before} -> {}", self.step, self.client_view(i, k));
+            eprintln!(
+                "  step {} client {i} (conn {k}): {before} -> {}",
+                self.step,
+                self.client_view(i, k)
+            );
         }
         acted
     }
@@ -873,7 +920,9 @@ impl Case {
                 let early_len = early_len.min(wire.len());
                 let early = wire[..early_len].to_vec();
                 *sent = early_len;
-                let multipart = boundary.as_deref().map(|b| Box::new(MultipartScanner::first_part(b)));
+                let multipart = boundary
+                    .as_deref()
+                    .map(|b| Box::new(MultipartScanner::first_part(b)));
                 let upload = Upload {
                     framing: *framing,
                     content_type: boundary
@@ -897,7 +946,10 @@ impl Case {
             side,
         };
         if self.trace {
-            eprintln!("  step {} client {i} arrives on conn {k}: {req:?}", self.step);
+            eprintln!(
+                "  step {} client {i} arrives on conn {k}: {req:?}",
+                self.step
+            );
         }
         let now = self.world.now;
         self.relay.request(&mut self.world, now, req, &mut self.fx);
@@ -932,7 +984,11 @@ impl Case {
         let sock = &mut conn.sock;
         // nginx: any byte of its answer before its body is all sent stops
         // the upload for good.
-        if *kind == SenderKind::Nginx && *sent < wire.len() && !sock.outbound.is_empty() && !*stopped {
+        if *kind == SenderKind::Nginx
+            && *sent < wire.len()
+            && !sock.outbound.is_empty()
+            && !*stopped
+        {
             *stopped = true;
             // An early answer that ends the exchange (a refusal, a timeout)
             // is fine: nginx passes it on. An early answer to a transfer
@@ -953,14 +1009,14 @@ impl Case {
         let vanish = matches!(kind, SenderKind::Vanishes { at, .. } if *sent >= *at) && !sock.fin;
         // Like curl, it reads what came before it closes (a close with
         // unread bytes would be a reset).
-        let give_up = *kind == SenderKind::GivesUp && all_sent && !sock.fin && sock.outbound.is_empty();
-        let can_send = !all_sent
-            && !*stopped
-            && !sock.fin
-            && sock.inbound.len() < sock.in_cap;
+        let give_up =
+            *kind == SenderKind::GivesUp && all_sent && !sock.fin && sock.outbound.is_empty();
+        let can_send = !all_sent && !*stopped && !sock.fin && sock.inbound.len() < sock.in_cap;
         let half_close = all_sent && *framing == BodyFraming::UntilClose && !sock.fin;
         if vanish {
-            let SenderKind::Vanishes { reset, .. } = *kind else { unreachable!() };
+            let SenderKind::Vanishes { reset, .. } = *kind else {
+                unreachable!()
+            };
             if reset {
                 sock.client_reset();
             } else {
@@ -1010,7 +1066,12 @@ impl Case {
             quit,
             ..
         } = &mut self.clients[i];
-        let Role2::Receiver { kind, resp, stall_until } = role else {
+        let Role2::Receiver {
+            kind,
+            resp,
+            stall_until,
+        } = role
+        else {
             unreachable!()
         };
         let sock = &mut self.world.conns[k].sock;
@@ -1066,11 +1127,7 @@ impl Case {
                 eprintln!("  step {} effect {e:?}", self.step);
             }
             match e {
-                Effect::Refuse {
-                    token,
-                    status,
-                    ..
-                } => {
+                Effect::Refuse { token, status, .. } => {
                     let c = &mut self.world.conns[token.0];
                     assert!(
                         matches!(c.state, ConnState::Asked | ConnState::Party(..)),
@@ -1098,7 +1155,12 @@ impl Case {
                 }
                 Effect::Release { token, end } => {
                     let c = &mut self.world.conns[token.0];
-                    assert!(matches!(c.state, ConnState::Party(..)), "release of {:?} in {:?}", token, c.state);
+                    assert!(
+                        matches!(c.state, ConnState::Party(..)),
+                        "release of {:?} in {:?}",
+                        token,
+                        c.state
+                    );
                     c.state = ConnState::Releasing(end);
                     c.ready.interest = Ready::WRITABLE;
                 }
@@ -1148,7 +1210,8 @@ impl Case {
                     );
                     r.checked = r.body.len();
                     let ended = cl.done || self.world.conns[cl.sock.unwrap()].sock.relay_done();
-                    let clean_end = self.world.conns[cl.sock.unwrap()].sock.relay_fin && !cl.saw_reset;
+                    let clean_end =
+                        self.world.conns[cl.sock.unwrap()].sock.relay_fin && !cl.saw_reset;
                     let looks_complete = match r.framing {
                         Framing::Length(l) => r.body.len() as u64 == l,
                         Framing::Chunked { done } => done,
@@ -1258,7 +1321,8 @@ impl Resp {
                 self.head.push(bytes[0]);
                 bytes = &bytes[1..];
                 if self.head.ends_with(b"\r\n\r\n") {
-                    let head = String::from_utf8(std::mem::take(&mut self.head)).expect("utf-8 head");
+                    let head =
+                        String::from_utf8(std::mem::take(&mut self.head)).expect("utf-8 head");
                     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
                     if status == 100 {
                         continue;
@@ -1298,8 +1362,11 @@ impl Resp {
                             line.push(b);
                             if line.ends_with(b"\r\n") {
                                 let text = std::str::from_utf8(&line[..line.len() - 2]).unwrap();
-                                let size = usize::from_str_radix(text.split(';').next().unwrap().trim(), 16)
-                                    .expect("chunk size");
+                                let size = usize::from_str_radix(
+                                    text.split(';').next().unwrap().trim(),
+                                    16,
+                                )
+                                .expect("chunk size");
                                 if size == 0 {
                                     Chunk::Last(0)
                                 } else {

@@ -38,6 +38,21 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    /// The method as it is spelled on the wire (`OTHER` for the ones the
+    /// relay does not answer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 /// Body framing the client declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFraming {

@@ -21,7 +21,7 @@
 //! the parties being served and the body decoder; `Finishing` the buffer and
 //! the receivers still being written once the body is read. The parties of
 //! a pipe are its links to connections: every accessor goes through them and
-//! returns `Option`, and [`Relay::check`] (run after every call in debug
+//! returns `Option`, and [`Table::check`] (run after every call in debug
 //! builds) holds the table to its invariants.
 //!
 //! Rules kept here: R4/R5 (the sender is read only while the buffer has
@@ -46,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::relay::pump::{self, Buf, Decoding, Flow, Receiver};
 use crate::ring::RingPool;
 use crate::timer::Handle;
+pub use crate::wire::End;
 use crate::wire::{OutBuf, Readiness, Ready, Stream};
 
 /// Bytes a pump may move before it yields to the rest of the loop (R8).
@@ -134,18 +135,6 @@ pub trait Env {
     fn hooks(&mut self) -> &mut dyn Hooks;
     /// Whether the streams can be spliced (they have descriptors).
     fn can_splice(&self) -> bool;
-}
-
-/// How a released party's connection ends once its `out` is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// Shut down writing, then drain the client until it closes (it may
-    /// still be sending a body the relay will not read).
-    Linger,
-    /// Shut down writing and close: nothing more is expected from it.
-    Close,
-    /// Close with a reset: a close-delimited response that failed.
-    ResetAfterWrite,
 }
 
 /// What the event loop must do once a core call returns.
@@ -341,7 +330,7 @@ impl Pipe {
 
 /// The relay: every pipe, keyed by path, and the buffers they stream through.
 #[derive(Debug)]
-pub struct Relay {
+pub struct Table {
     limits: Limits,
     pipes: Slab<Pipe>,
     paths: HashMap<String, PipeId>,
@@ -364,11 +353,11 @@ pub struct RelayGauges {
     pub ring_bytes: usize,
 }
 
-impl Relay {
+impl Table {
     /// An empty relay.
-    pub fn new(limits: Limits) -> Relay {
+    pub fn new(limits: Limits) -> Table {
         let pool = RingPool::new(limits.buffer_size, limits.max_streaming_pipes, 4);
-        Relay {
+        Table {
             limits,
             pipes: Slab::new(),
             paths: HashMap::new(),
@@ -447,14 +436,12 @@ impl Relay {
             ));
         }
         match req.side {
-            Side::Sender(_) if w.sender.is_some() => Err((
-                409,
-                format!("Another sender is already waiting on {key}."),
-            )),
-            Side::Receiver if w.receivers.len() >= pipe.n => Err((
-                409,
-                format!("{key} already has its {} receiver(s).", req.n),
-            )),
+            Side::Sender(_) if w.sender.is_some() => {
+                Err((409, format!("Another sender is already waiting on {key}.")))
+            }
+            Side::Receiver if w.receivers.len() >= pipe.n => {
+                Err((409, format!("{key} already has its {} receiver(s).", req.n)))
+            }
             _ => Ok(()),
         }
     }
@@ -586,7 +573,14 @@ impl Relay {
         p
     }
 
-    fn join(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, req: Request, fx: &mut Vec<Effect>) {
+    fn join(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        req: Request,
+        fx: &mut Vec<Effect>,
+    ) {
         self.join_with_text(env, now, p, req, None, fx);
     }
 
@@ -606,7 +600,13 @@ impl Relay {
         let n = pipe.n;
         let Phase::Waiting(w) = &pipe.phase else {
             debug_assert!(false, "join on a moving pipe");
-            return refuse(env, fx, &req, 409, "The transfer is already running.".into());
+            return refuse(
+                env,
+                fx,
+                &req,
+                409,
+                "The transfer is already running.".into(),
+            );
         };
         let completes = match req.side {
             Side::Sender(_) => w.receivers.len() == n,
@@ -731,7 +731,10 @@ impl Relay {
                     }
                     self.flush_waiting(env, p, st, fx);
                 }
-                debug!("[{}] receiver {have}/{n} on {}", token.0, self.pipes[p.0].key);
+                debug!(
+                    "[{}] receiver {have}/{n} on {}",
+                    token.0, self.pipes[p.0].key
+                );
             }
         }
         if let Some(buf) = buf {
@@ -767,7 +770,11 @@ impl Relay {
         // R2/R3: edges seen while the head was read are kept in `event`. A
         // close that came in the same read as the head is one of them, and
         // no new edge will repeat it: act on what is kept, now.
-        if self.pipes.get(p.0).is_some_and(|pp| pp.role_of(token).is_some()) {
+        if self
+            .pipes
+            .get(p.0)
+            .is_some_and(|pp| pp.role_of(token).is_some())
+        {
             self.ready(env, now, p, token, fx);
         }
     }
@@ -811,7 +818,14 @@ impl Relay {
     }
 
     /// Every party is here: move from `Waiting` to `Streaming`.
-    fn start(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, buf: Buf, fx: &mut Vec<Effect>) {
+    fn start(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        buf: Buf,
+        fx: &mut Vec<Effect>,
+    ) {
         let ttl = self.limits.ttl;
         let pipe = &mut self.pipes[p.0];
         let Phase::Waiting(w) = std::mem::replace(&mut pipe.phase, Phase::Moving) else {
@@ -850,7 +864,10 @@ impl Relay {
         if !multipart {
             self.write_heads(env, p);
         }
-        info!("pipe {} started: {} receiver(s)", self.pipes[p.0].key, self.pipes[p.0].n);
+        info!(
+            "pipe {} started: {} receiver(s)",
+            self.pipes[p.0].key, self.pipes[p.0].n
+        );
         self.pump(env, now, p, fx);
     }
 
@@ -864,7 +881,14 @@ impl Relay {
     // --- Events ------------------------------------------------------------------
 
     /// Readiness changed for party `t` of pipe `p`.
-    pub fn ready(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
+    pub fn ready(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(pipe) = self.pipes.get(p.0) else {
             return;
         };
@@ -890,7 +914,13 @@ impl Relay {
                     Some(io) => {
                         let scratch = &mut self.scratch;
                         matches!(
-                            crate::wire::drain_input(io.stream, io.ready, io.read_eof, scratch, 64 * 1024),
+                            crate::wire::drain_input(
+                                io.stream,
+                                io.ready,
+                                io.read_eof,
+                                scratch,
+                                64 * 1024
+                            ),
                             crate::wire::Io::Eof | crate::wire::Io::Failed(_)
                         )
                     }
@@ -902,13 +932,24 @@ impl Relay {
                 }
             }
         }
-        if self.pipes.get(p.0).is_some_and(|pp| pp.role_of(t).is_some()) {
+        if self
+            .pipes
+            .get(p.0)
+            .is_some_and(|pp| pp.role_of(t).is_some())
+        {
             self.flush_waiting(env, p, t, fx);
         }
         self.debug_check();
     }
 
-    fn parked_sender_event(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
+    fn parked_sender_event(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) {
         let Phase::Waiting(w) = &mut self.pipes[p.0].phase else {
             return;
         };
@@ -922,7 +963,8 @@ impl Relay {
             _ => false,
         };
         let ev = io.ready.event;
-        if ev.contains(Ready::ERROR) || (ev.contains(Ready::HUP) && !until_close && !body_in_kernel) {
+        if ev.contains(Ready::ERROR) || (ev.contains(Ready::HUP) && !until_close && !body_in_kernel)
+        {
             // A framed body's sender that shuts down before it is read has
             // given up (R7 holds for streaming senders, whose bytes are read
             // to the end; a parked one's are never read).
@@ -936,7 +978,10 @@ impl Relay {
             // it until the body is read.
             io.ready.interest.remove(Ready::WRITABLE);
             if !s.hold {
-                debug!("[{}] parked sender closed its side; holding its response", t.0);
+                debug!(
+                    "[{}] parked sender closed its side; holding its response",
+                    t.0
+                );
             }
             s.hold = true;
         }
@@ -945,8 +990,12 @@ impl Relay {
     /// Write a parked party's pending control bytes (unless held); a failed
     /// write means it is gone.
     fn flush_waiting(&mut self, env: &mut dyn Env, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
-        let Some(pipe) = self.pipes.get(p.0) else { return };
-        let Phase::Waiting(w) = &pipe.phase else { return };
+        let Some(pipe) = self.pipes.get(p.0) else {
+            return;
+        };
+        let Phase::Waiting(w) = &pipe.phase else {
+            return;
+        };
         let held = w.sender.as_ref().is_some_and(|s| s.token == t && s.hold);
         let Some(io) = env.io(t) else { return };
         if held {
@@ -973,7 +1022,14 @@ impl Relay {
     }
 
     /// A timer of the relay's fired.
-    pub fn timer(&mut self, env: &mut dyn Env, now: Instant, what: RelayTimer, h: Handle, fx: &mut Vec<Effect>) {
+    pub fn timer(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        what: RelayTimer,
+        h: Handle,
+        fx: &mut Vec<Effect>,
+    ) {
         match what {
             RelayTimer::Pipe(p) => self.pipe_timer(env, now, p, h, fx),
             RelayTimer::Wait(p, t) => self.wait_expired(env, p, t, h, fx),
@@ -981,7 +1037,14 @@ impl Relay {
         self.debug_check();
     }
 
-    fn pipe_timer(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, h: Handle, fx: &mut Vec<Effect>) {
+    fn pipe_timer(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        h: Handle,
+        fx: &mut Vec<Effect>,
+    ) {
         let ttl = self.limits.ttl;
         let Some(pipe) = self.pipes.get_mut(p.0) else {
             return;
@@ -997,7 +1060,10 @@ impl Relay {
         };
         let due = last + ttl;
         if now >= due {
-            let why = format!("No byte moved for {} s; the transfer was cut.", ttl.as_secs());
+            let why = format!(
+                "No byte moved for {} s; the transfer was cut.",
+                ttl.as_secs()
+            );
             self.abort(env, now, p, &why, true, fx);
         } else {
             pipe.timer = Some(env.arm(due, RelayTimer::Pipe(p)));
@@ -1010,8 +1076,14 @@ impl Relay {
         let Some(pipe) = self.remove_pipe(env, p) else {
             return;
         };
-        let id = pipe.ephemeral.as_ref().map_or("", |e| e.id.as_str()).to_string();
-        let Phase::Waiting(w) = pipe.phase else { return };
+        let id = pipe
+            .ephemeral
+            .as_ref()
+            .map_or("", |e| e.id.as_str())
+            .to_string();
+        let Phase::Waiting(w) = pipe.phase else {
+            return;
+        };
         if w.sender.is_some() || !w.receivers.is_empty() {
             env.metrics().transfers_timeout += 1;
         }
@@ -1033,14 +1105,24 @@ impl Relay {
             });
         }
         if let Some(s) = w.sender {
-            let text = env.hooks().timeout(&id).unwrap_or_else(hooks::text::timeout);
+            let text = env
+                .hooks()
+                .timeout(&id)
+                .unwrap_or_else(hooks::text::timeout);
             fx.push(Effect::Unpark(s.token));
             end_sender(env, s.token, s.minor >= 1, &text, End::Linger, false, fx);
         }
     }
 
     /// A parked party waited longer than the TTL.
-    fn wait_expired(&mut self, env: &mut dyn Env, p: PipeId, t: Token, h: Handle, fx: &mut Vec<Effect>) {
+    fn wait_expired(
+        &mut self,
+        env: &mut dyn Env,
+        p: PipeId,
+        t: Token,
+        h: Handle,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(pipe) = self.pipes.get_mut(p.0) else {
             return;
         };
@@ -1049,15 +1131,21 @@ impl Relay {
             return;
         };
         let secs = self.limits.ttl.as_secs();
-        let mine = w.sender.as_ref().is_some_and(|s| s.token == t && s.wait == Some(h))
-            || w.receivers.iter().any(|r| r.token == t && r.wait == Some(h));
+        let mine = w
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.token == t && s.wait == Some(h))
+            || w.receivers
+                .iter()
+                .any(|r| r.token == t && r.wait == Some(h));
         if !mine {
             return;
         }
         env.metrics().transfers_timeout += 1;
         match self.detach_waiting(env, p, t, fx) {
             Some((Role::Sender, minor)) => {
-                let line = format!("[ERROR] Timed out: {n} receiver(s) did not arrive within {secs} s.\n");
+                let line =
+                    format!("[ERROR] Timed out: {n} receiver(s) did not arrive within {secs} s.\n");
                 end_sender(env, t, minor >= 1, &line, End::Linger, false, fx);
             }
             Some((Role::Receiver, minor)) => fx.push(Effect::Refuse {
@@ -1072,7 +1160,13 @@ impl Relay {
 
     /// Take a parked party out of its pipe and say which side it was; the
     /// pipe goes when empty. The connection itself is left to the caller.
-    fn detach_waiting(&mut self, env: &mut dyn Env, p: PipeId, t: Token, fx: &mut Vec<Effect>) -> Option<(Role, u8)> {
+    fn detach_waiting(
+        &mut self,
+        env: &mut dyn Env,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) -> Option<(Role, u8)> {
         let pipe = self.pipes.get_mut(p.0)?;
         let Phase::Waiting(w) = &mut pipe.phase else {
             return None;
@@ -1101,8 +1195,19 @@ impl Relay {
 
     /// The loop closed party `t` for a reason of its own (it is already
     /// gone): the pipe lets it go as if it had left.
-    pub fn gone(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
-        if self.pipes.get(p.0).is_some_and(|pp| pp.role_of(t).is_some()) {
+    pub fn gone(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self
+            .pipes
+            .get(p.0)
+            .is_some_and(|pp| pp.role_of(t).is_some())
+        {
             self.party_gone(env, now, p, t, fx);
         }
         self.debug_check();
@@ -1110,8 +1215,17 @@ impl Relay {
 
     /// Party `t` left (its connection failed or closed): it is taken out,
     /// closed, and the others are told.
-    fn party_gone(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
-        let Some(pipe) = self.pipes.get(p.0) else { return };
+    fn party_gone(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(pipe) = self.pipes.get(p.0) else {
+            return;
+        };
         if pipe.is_moving() {
             self.moving_party_gone(env, now, p, t, fx);
         } else {
@@ -1120,7 +1234,9 @@ impl Relay {
     }
 
     fn party_gone_parked(&mut self, env: &mut dyn Env, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
-        let Some(pipe) = self.pipes.get(p.0) else { return };
+        let Some(pipe) = self.pipes.get(p.0) else {
+            return;
+        };
         let ephemeral = pipe.ephemeral.is_some();
         let n = pipe.n;
         match self.detach_waiting(env, p, t, fx) {
@@ -1130,7 +1246,13 @@ impl Relay {
                 if ephemeral {
                     // The ID was for this upload only: whoever waits for it
                     // learns now rather than at the deadline.
-                    self.end_waiting(env, p, 404, "The upload into this socket was abandoned.", fx);
+                    self.end_waiting(
+                        env,
+                        p,
+                        404,
+                        "The upload into this socket was abandoned.",
+                        fx,
+                    );
                 }
             }
             Some((Role::Receiver, _)) => {
@@ -1141,7 +1263,8 @@ impl Relay {
                 };
                 let have = w.receivers.len();
                 if let Some(s) = &w.sender {
-                    let line = format!("[INFO] A receiver left; {have} of {n} receiver(s) connected.\n");
+                    let line =
+                        format!("[INFO] A receiver left; {have} of {n} receiver(s) connected.\n");
                     let (st, hold, chunked) = (s.token, s.hold, s.minor >= 1);
                     if let Some(io) = env.io(st) {
                         sender_text(io.out, hold, chunked, &line);
@@ -1155,11 +1278,20 @@ impl Relay {
 
     /// End a waiting pipe: each parked receiver gets `status`, a parked
     /// sender gets the line, and the pipe is removed.
-    fn end_waiting(&mut self, env: &mut dyn Env, p: PipeId, status: u16, msg: &str, fx: &mut Vec<Effect>) {
+    fn end_waiting(
+        &mut self,
+        env: &mut dyn Env,
+        p: PipeId,
+        status: u16,
+        msg: &str,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(pipe) = self.remove_pipe(env, p) else {
             return;
         };
-        let Phase::Waiting(w) = pipe.phase else { return };
+        let Phase::Waiting(w) = pipe.phase else {
+            return;
+        };
         for r in w.receivers {
             if let Some(h) = r.wait {
                 env.disarm(h);
@@ -1177,7 +1309,15 @@ impl Relay {
                 env.disarm(h);
             }
             fx.push(Effect::Unpark(s.token));
-            end_sender(env, s.token, s.minor >= 1, &format!("[ERROR] {msg}\n"), End::Linger, false, fx);
+            end_sender(
+                env,
+                s.token,
+                s.minor >= 1,
+                &format!("[ERROR] {msg}\n"),
+                End::Linger,
+                false,
+                fx,
+            );
         }
     }
 
@@ -1205,7 +1345,9 @@ impl Relay {
         let Some(pipe) = self.remove_pipe(env, p) else {
             return;
         };
-        let Phase::Waiting(w) = pipe.phase else { return };
+        let Phase::Waiting(w) = pipe.phase else {
+            return;
+        };
         for r in w.receivers {
             if let Some(h) = r.wait {
                 env.disarm(h);
@@ -1223,7 +1365,15 @@ impl Relay {
                 env.disarm(h);
             }
             fx.push(Effect::Unpark(s.token));
-            end_sender(env, s.token, s.minor >= 1, "[ERROR] The relay is shutting down.\n", End::Linger, false, fx);
+            end_sender(
+                env,
+                s.token,
+                s.minor >= 1,
+                "[ERROR] The relay is shutting down.\n",
+                End::Linger,
+                false,
+                fx,
+            );
         }
     }
 
@@ -1265,8 +1415,15 @@ impl Relay {
     /// Move bytes until nothing moves or the budget is spent.
     fn pump(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, fx: &mut Vec<Effect>) {
         let limit = self.limits.max_upload_bytes;
-        let Relay { pipes, scratch, queued, .. } = self;
-        let Some(pipe) = pipes.get_mut(p.0) else { return };
+        let Table {
+            pipes,
+            scratch,
+            queued,
+            ..
+        } = self;
+        let Some(pipe) = pipes.get_mut(p.0) else {
+            return;
+        };
         let outcome = match &mut pipe.phase {
             Phase::Streaming(flow, dec) => pump::run(env, now, flow, Some(dec), scratch, limit, fx),
             Phase::Finishing(flow) => pump::run(env, now, flow, None, scratch, limit, fx),
@@ -1289,7 +1446,8 @@ impl Relay {
                 }
             }
             pump::Outcome::BodyDone => {
-                let Phase::Streaming(flow, _) = std::mem::replace(&mut pipe.phase, Phase::Moving) else {
+                let Phase::Streaming(flow, _) = std::mem::replace(&mut pipe.phase, Phase::Moving)
+                else {
                     return;
                 };
                 pipe.phase = Phase::Finishing(flow);
@@ -1314,7 +1472,11 @@ impl Relay {
         let flow = *flow;
         let bytes = flow.buf.end_offset();
         let took = now.saturating_duration_since(flow.started_at);
-        let outcome = if flow.lost == 0 { "complete" } else { "partial" };
+        let outcome = if flow.lost == 0 {
+            "complete"
+        } else {
+            "partial"
+        };
         if flow.lost == 0 {
             env.metrics().transfers_complete += 1;
         } else {
@@ -1342,14 +1504,30 @@ impl Relay {
                     flow.delivered, pipe.n, flow.lost
                 ),
             };
-            end_sender(env, s.token, s.minor >= 1, &text, End::Close, flow.lost == 0, fx);
+            end_sender(
+                env,
+                s.token,
+                s.minor >= 1,
+                &text,
+                End::Close,
+                flow.lost == 0,
+                fx,
+            );
         }
         self.return_buf(flow.buf);
     }
 
     /// End a moving pipe early: receivers see a cut, the sender (if still
     /// there and `tell_sender`) gets an `[ERROR]` line.
-    fn abort(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, why: &str, tell_sender: bool, fx: &mut Vec<Effect>) {
+    fn abort(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        why: &str,
+        tell_sender: bool,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(pipe) = self.remove_pipe(env, p) else {
             return;
         };
@@ -1360,7 +1538,11 @@ impl Relay {
         let bytes = flow.buf.end_offset();
         env.metrics().transfers_cut += 1;
         let took = now.saturating_duration_since(flow.started_at);
-        info!("transfer {} cut: {bytes} bytes in {:.3}s: {why}", pipe.key, took.as_secs_f64());
+        info!(
+            "transfer {} cut: {bytes} bytes in {:.3}s: {why}",
+            pipe.key,
+            took.as_secs_f64()
+        );
         for r in std::mem::take(&mut flow.receivers) {
             cut_receiver(env, r, &mut flow.buf, flow.heads_written, why, fx);
         }
@@ -1377,8 +1559,17 @@ impl Relay {
     }
 
     /// A party of a moving pipe is gone (the loop closed it).
-    fn moving_party_gone(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
-        let Some(pipe) = self.pipes.get_mut(p.0) else { return };
+    fn moving_party_gone(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        t: Token,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(pipe) = self.pipes.get_mut(p.0) else {
+            return;
+        };
         let streaming = matches!(pipe.phase, Phase::Streaming(..));
         let (Phase::Streaming(flow, _) | Phase::Finishing(flow)) = &mut pipe.phase else {
             return;
@@ -1401,8 +1592,16 @@ impl Relay {
         }
     }
 
-    fn after_receiver_left(&mut self, env: &mut dyn Env, now: Instant, p: PipeId, fx: &mut Vec<Effect>) {
-        let Some(pipe) = self.pipes.get_mut(p.0) else { return };
+    fn after_receiver_left(
+        &mut self,
+        env: &mut dyn Env,
+        now: Instant,
+        p: PipeId,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(pipe) = self.pipes.get_mut(p.0) else {
+            return;
+        };
         let (Phase::Streaming(flow, _) | Phase::Finishing(flow)) = &mut pipe.phase else {
             return;
         };
@@ -1415,7 +1614,9 @@ impl Relay {
         }
         let others = flow.receivers.len();
         if let Some(s) = &flow.sender {
-            let line = format!("[ERROR] A receiver left before the end; the {others} other receiver(s) go on.\n");
+            let line = format!(
+                "[ERROR] A receiver left before the end; the {others} other receiver(s) go on.\n"
+            );
             if let Some(io) = env.io(s.token) {
                 sender_text(io.out, s.hold, s.minor >= 1, &line);
                 if !s.hold {
@@ -1434,7 +1635,10 @@ impl Relay {
     fn drop_if_empty(&mut self, env: &mut dyn Env, p: PipeId) {
         let empty = self.pipes.get(p.0).is_some_and(|pp| {
             matches!(&pp.phase, Phase::Waiting(w) if w.sender.is_none() && w.receivers.is_empty())
-                && !pp.ephemeral.as_ref().is_some_and(|e| e.reservation && !e.claimed)
+                && !pp
+                    .ephemeral
+                    .as_ref()
+                    .is_some_and(|e| e.reservation && !e.claimed)
         });
         if empty {
             self.remove_pipe(env, p);
@@ -1483,7 +1687,12 @@ impl Relay {
             match &pipe.phase {
                 Phase::Waiting(w) => {
                     if w.receivers.len() > pipe.n {
-                        return Err(format!("pipe {} has {} receivers for n={}", pipe.key, w.receivers.len(), pipe.n));
+                        return Err(format!(
+                            "pipe {} has {} receivers for n={}",
+                            pipe.key,
+                            w.receivers.len(),
+                            pipe.n
+                        ));
                     }
                     if w.sender.is_some() && w.receivers.len() == pipe.n {
                         return Err(format!("pipe {} is complete but waiting", pipe.key));
@@ -1568,7 +1777,11 @@ pub(crate) fn end_sender(
             io.out.push(response::LAST_CHUNK);
         }
     }
-    let end = if !ok && !chunked { End::ResetAfterWrite } else { end };
+    let end = if !ok && !chunked {
+        End::ResetAfterWrite
+    } else {
+        end
+    };
     fx.push(Effect::Release { token: t, end });
 }
 
@@ -1577,7 +1790,14 @@ pub(crate) fn end_sender(
 /// What it is owed and the kernel takes now (its head, the bytes it has not
 /// read from the buffer) is written first, without waiting, so that a cut
 /// shows as a short body rather than an empty reply.
-fn cut_receiver(env: &mut dyn Env, mut r: Receiver, buf: &mut Buf, heads_written: bool, why: &str, fx: &mut Vec<Effect>) {
+fn cut_receiver(
+    env: &mut dyn Env,
+    mut r: Receiver,
+    buf: &mut Buf,
+    heads_written: bool,
+    why: &str,
+    fx: &mut Vec<Effect>,
+) {
     let t = r.token;
     let Some(io) = env.io(t) else {
         fx.push(Effect::Close(t));

@@ -107,7 +107,9 @@ impl Buf {
             },
             #[cfg(target_os = "linux")]
             Buf::Kernel(k) => {
-                let fd = sock.fd().ok_or_else(|| io::Error::other("no descriptor to splice"))?;
+                let fd = sock
+                    .fd()
+                    .ok_or_else(|| io::Error::other("no descriptor to splice"))?;
                 Ok(match k.fill_from(&fd, want)? {
                     Fill::Moved(n) => Filled::Moved(n),
                     Fill::Blocked { socket_empty } => Filled::Blocked { socket_empty },
@@ -118,13 +120,20 @@ impl Buf {
     }
 
     /// Write held bytes from `cursor` to `sock` (raw framing).
-    fn drain_into(&mut self, sock: &mut dyn Stream, cursor: u64, limit: usize) -> io::Result<usize> {
+    fn drain_into(
+        &mut self,
+        sock: &mut dyn Stream,
+        cursor: u64,
+        limit: usize,
+    ) -> io::Result<usize> {
         match self {
             Buf::Ring(r) => r.drain_into(sock, cursor, limit),
             #[cfg(target_os = "linux")]
             Buf::Kernel(k) => {
                 debug_assert_eq!(cursor, k.start_offset());
-                let fd = sock.fd().ok_or_else(|| io::Error::other("no descriptor to splice"))?;
+                let fd = sock
+                    .fd()
+                    .ok_or_else(|| io::Error::other("no descriptor to splice"))?;
                 k.drain_into(&fd, limit)
             }
         }
@@ -489,7 +498,11 @@ pub fn run(
                 }
             }
             // Heads of forms wait for the forwarded part's headers.
-            if !flow.heads_written && d.multipart.as_ref().is_some_and(|m| m.file_part().is_some()) {
+            if !flow.heads_written
+                && d.multipart
+                    .as_ref()
+                    .is_some_and(|m| m.file_part().is_some())
+            {
                 write_heads(env, flow, d);
             }
         }
@@ -554,7 +567,9 @@ pub fn run(
 /// now would draw a reset, and a reset destroys what the relay has not yet
 /// read. Nothing more is written to it until its body is in.
 fn hold_if_closed(env: &mut dyn Env, flow: &mut Flow) {
-    let Some(s) = flow.sender.as_mut() else { return };
+    let Some(s) = flow.sender.as_mut() else {
+        return;
+    };
     if s.hold {
         return;
     }
@@ -562,7 +577,10 @@ fn hold_if_closed(env: &mut dyn Env, flow: &mut Flow) {
         .io(s.token)
         .is_some_and(|io| io.ready.event.contains(Ready::HUP) || *io.read_eof)
     {
-        log::debug!("[{}] sender closed its side mid-body; holding its lines", s.token.0);
+        log::debug!(
+            "[{}] sender closed its side mid-body; holding its lines",
+            s.token.0
+        );
         s.hold = true;
     }
 }
@@ -599,7 +617,13 @@ fn flush_sender(env: &mut dyn Env, flow: &mut Flow, fx: &mut Vec<Effect>) -> boo
     }
 }
 
-fn ingress(env: &mut dyn Env, flow: &mut Flow, d: &mut Decoding, scratch: &mut [u8], limit: u64) -> Ingress {
+fn ingress(
+    env: &mut dyn Env,
+    flow: &mut Flow,
+    d: &mut Decoding,
+    scratch: &mut [u8],
+    limit: u64,
+) -> Ingress {
     let reserve = if d.multipart.is_some() {
         MultipartScanner::MAX_HELD
     } else {
@@ -706,7 +730,13 @@ fn ingress(env: &mut dyn Env, flow: &mut Flow, d: &mut Decoding, scratch: &mut [
     }
 }
 
-fn egress(env: &mut dyn Env, flow: &mut Flow, i: usize, budget: usize, scratch: &mut [u8]) -> Egress {
+fn egress(
+    env: &mut dyn Env,
+    flow: &mut Flow,
+    i: usize,
+    budget: usize,
+    scratch: &mut [u8],
+) -> Egress {
     let heads_written = flow.heads_written;
     let r = &mut flow.receivers[i];
     let Some(io) = env.io(r.token) else {
@@ -714,7 +744,9 @@ fn egress(env: &mut dyn Env, flow: &mut Flow, i: usize, budget: usize, scratch: 
     };
     // Receivers have nothing to say; reading notices one that left.
     if io.ready.can_read() {
-        if let Io::Eof | Io::Failed(_) = drain_input(io.stream, io.ready, io.read_eof, scratch, 64 * 1024) {
+        if let Io::Eof | Io::Failed(_) =
+            drain_input(io.stream, io.ready, io.read_eof, scratch, 64 * 1024)
+        {
             return Egress::Gone;
         }
     }
@@ -813,7 +845,9 @@ fn update_interest(env: &mut dyn Env, flow: &Flow, dec: Option<&Decoding>) {
     for r in &flow.receivers {
         if let Some(io) = env.io(r.token) {
             let mut interest = Ready::READABLE;
-            if io.out.is_pending() || (flow.heads_written && (r.cursor < end || r.framing_pending())) {
+            if io.out.is_pending()
+                || (flow.heads_written && (r.cursor < end || r.framing_pending()))
+            {
                 interest.insert(Ready::WRITABLE);
             }
             io.ready.interest = interest;
@@ -845,7 +879,12 @@ const LOST: &str = "Internal error: the relay's buffer refused bytes; the transf
 /// Decode `bytes` of the sender's body into the buffer. Returns payload
 /// bytes stored and whether the body ended. Bytes after the body's end
 /// are dropped.
-fn feed(d: &mut Decoding, buf: &mut Buf, bytes: &[u8], limit: u64) -> Result<(usize, bool), String> {
+fn feed(
+    d: &mut Decoding,
+    buf: &mut Buf,
+    bytes: &[u8],
+    limit: u64,
+) -> Result<(usize, bool), String> {
     let before = buf.end_offset();
     let mut done = false;
     let mut body = 0usize;

@@ -10,79 +10,76 @@
 
 use mio::Token;
 
+use super::core::{Request, Side, Upload};
+use super::{upload, CtxEnv, Relay};
 use crate::http::request::BodyFraming;
 use crate::http::{response, Head};
-use crate::pipe::{Ephemeral, Role};
-use crate::server::Server;
+use crate::net::Ctx;
 use crate::{hooks, ids, json, pages};
 
-impl Server {
+impl Relay {
     /// `POST /` or `PUT /`: open an ephemeral socket.
-    pub(crate) fn ephemeral_open(&mut self, token: Token, head: Head, early: Vec<u8>) {
+    pub fn ephemeral_open(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
-        let Some(multipart) = self.upload_checks(token, &head) else {
+        let Some(up) = upload_checks(ctx, t, &head, early) else {
             return;
         };
-        let Some(id) = self.fresh_id() else {
-            return self.respond_no_id(token, minor);
+        let Some(id) = self.fresh_id(ctx) else {
+            return ctx.respond_no_id(t, minor);
         };
-        let deadline = self.now + self.config.ttl;
-        let p = self.new_pipe(
-            format!("/s/{id}"),
-            1,
-            Some(Ephemeral {
-                id,
-                deadline,
-                reservation: false,
-                claimed: true,
-            }),
-        );
-        self.join(p, token, head, early, Role::Sender, multipart);
+        let url = format!("{}/s/{id}", pages::base_url(&head, ctx.config.trust_proxy));
+        let req = Request {
+            token: t,
+            key: format!("/s/{id}"),
+            n: 1,
+            minor,
+            expect_continue: head.expect_continue,
+            side: Side::Sender(up),
+        };
+        let now = ctx.now;
+        self.table
+            .open_ephemeral(&mut CtxEnv { ctx }, now, req, id, &url, &mut self.fx);
+        self.apply(ctx);
     }
 
     /// `GET /s/<id>`: the one receiver of an ephemeral socket.
-    pub(crate) fn ephemeral_receive(&mut self, token: Token, head: Head) {
+    pub fn ephemeral_receive(&mut self, ctx: &mut Ctx, t: Token, head: Head) {
         let id = head.path.trim_start_matches("/s/").to_string();
-        let usable = self.paths.get(&head.path).copied().filter(|&p| {
-            let pipe = &self.pipes[p];
-            pipe.ephemeral.is_some() && !pipe.streaming && pipe.receivers.is_empty()
-        });
-        let Some(p) = usable else {
-            return self.not_found(token, head.minor, &id);
+        let req = Request {
+            token: t,
+            key: head.path.clone(),
+            n: 1,
+            minor: head.minor,
+            expect_continue: false,
+            side: Side::Receiver,
         };
-        self.join(p, token, head, Vec::new(), Role::Receiver, None);
+        let now = ctx.now;
+        self.table
+            .receive_ephemeral(&mut CtxEnv { ctx }, now, req, &id, &mut self.fx);
+        self.apply(ctx);
     }
 
     /// `GET /reserve`: make an ID now, upload later.
-    pub(crate) fn reserve(&mut self, token: Token, head: Head) {
+    pub fn reserve(&mut self, ctx: &mut Ctx, t: Token, head: Head) {
         let minor = head.minor;
-        if let Some(required) = self.config.required_referer.clone() {
+        if let Some(required) = ctx.config.required_referer.clone() {
             if !referer_matches(&required, head.referer.as_deref(), head.origin.as_deref()) {
                 let seen = head.referer.as_deref().or(head.origin.as_deref());
-                let msg = self
+                let msg = ctx
                     .hooks
                     .referer_rejected(seen)
                     .unwrap_or_else(hooks::text::referer_rejected);
-                return self.respond_error(token, minor, 403, &msg, false);
+                return ctx.respond_error(t, minor, 403, &msg, false);
             }
         }
-        let Some(id) = self.fresh_id() else {
-            return self.respond_no_id(token, minor);
+        let Some(id) = self.fresh_id(ctx) else {
+            return ctx.respond_no_id(t, minor);
         };
-        let ttl = self.config.ttl;
-        let deadline = self.now + ttl;
-        self.new_pipe(
-            format!("/s/{id}"),
-            1,
-            Some(Ephemeral {
-                id: id.clone(),
-                deadline,
-                reservation: true,
-                claimed: false,
-            }),
-        );
-        self.hooks.reserved(&id, ttl);
-        let base = pages::base_url(&head, self.config.trust_proxy);
+        let ttl = ctx.config.ttl;
+        let now = ctx.now;
+        self.table.reserve(&mut CtxEnv { ctx }, now, id.clone());
+        ctx.hooks.reserved(&id, ttl);
+        let base = pages::base_url(&head, ctx.config.trust_proxy);
         let body = format!(
             "{{\"id\": {}, \"upload\": {}, \"download\": {}, \"expires_in\": {}}}\n",
             json::string(&id),
@@ -101,73 +98,59 @@ impl Server {
             head_only: false,
         }
         .write(&mut out);
-        self.respond(token, out, head.keep_alive);
+        ctx.respond(t, &out, head.keep_alive);
     }
 
     /// `POST /reserve/<id>`: the upload into a reservation.
-    pub(crate) fn reserve_upload(&mut self, token: Token, head: Head, early: Vec<u8>) {
+    pub fn reserve_upload(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
         let id = head.path.trim_start_matches("/reserve/").to_string();
-        let key = format!("/s/{id}");
-        let open = self.paths.get(&key).copied().filter(|&p| {
-            let pipe = &self.pipes[p];
-            pipe.ephemeral
-                .as_ref()
-                .is_some_and(|e| e.reservation && !e.claimed)
-        });
-        let Some(p) = open else {
-            return self.not_found(token, minor, &id);
-        };
-        let Some(multipart) = self.upload_checks(token, &head) else {
+        let Some(up) = upload_checks(ctx, t, &head, early) else {
             return;
         };
-        if let Some(e) = self.pipes[p].ephemeral.as_mut() {
-            e.claimed = true;
-        }
-        self.join(p, token, head, early, Role::Sender, multipart);
-    }
-
-    /// An ephemeral upload needs a body and must pass the sender checks;
-    /// `None` when it was answered with an error.
-    fn upload_checks(
-        &mut self,
-        token: Token,
-        head: &Head,
-    ) -> Option<Option<Box<crate::http::multipart::MultipartScanner>>> {
-        if head.framing == BodyFraming::None {
-            let msg =
-                "The upload needs a body, sent with Content-Length or Transfer-Encoding: chunked.";
-            self.respond_error(token, head.minor, 411, msg, false);
-            return None;
-        }
-        match self.sender_checks(head, false) {
-            Ok(m) => Some(m),
-            Err((status, msg)) => {
-                self.metrics.transfers_rejected += 1;
-                self.respond_error(token, head.minor, status, &msg, false);
-                None
-            }
-        }
-    }
-
-    fn not_found(&mut self, token: Token, minor: u8, id: &str) {
-        let msg = self
-            .hooks
-            .not_found(id)
-            .unwrap_or_else(|| hooks::text::not_found(id));
-        self.respond_error(token, minor, 404, &msg, false);
+        let req = Request {
+            token: t,
+            key: format!("/s/{id}"),
+            n: 1,
+            minor,
+            expect_continue: head.expect_continue,
+            side: Side::Sender(up),
+        };
+        let now = ctx.now;
+        self.table
+            .upload_reserved(&mut CtxEnv { ctx }, now, req, &id, &mut self.fx);
+        self.apply(ctx);
     }
 
     /// A fresh ID no live socket uses (a clash at 72 bits is all but
     /// impossible; the loop makes it certain).
-    fn fresh_id(&mut self) -> Option<String> {
+    fn fresh_id(&self, ctx: &Ctx) -> Option<String> {
         for _ in 0..4 {
-            let id = ids::new_id(self.config.id_length).ok()?;
-            if !self.paths.contains_key(&format!("/s/{id}")) {
+            let id = ids::new_id(ctx.config.id_length).ok()?;
+            if !self.table.taken(&format!("/s/{id}")) {
                 return Some(id);
             }
         }
         None
+    }
+}
+
+/// An ephemeral upload needs a body and must pass the sender checks (its
+/// form's first *file* part is forwarded); `None` when it was answered.
+fn upload_checks(ctx: &mut Ctx, t: Token, head: &Head, early: Vec<u8>) -> Option<Box<Upload>> {
+    if head.framing == BodyFraming::None {
+        let msg =
+            "The upload needs a body, sent with Content-Length or Transfer-Encoding: chunked.";
+        ctx.respond_error(t, head.minor, 411, msg, false);
+        return None;
+    }
+    match upload(ctx, head, early, false) {
+        Ok(u) => Some(u),
+        Err((status, msg)) => {
+            ctx.metrics.transfers_rejected += 1;
+            ctx.respond_error(t, head.minor, status, &msg, false);
+            None
+        }
     }
 }
 

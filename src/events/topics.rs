@@ -9,12 +9,13 @@ use std::collections::HashMap;
 
 use mio::Token;
 
+use super::sse::{self, Event, Subscription};
+use super::Events;
 use crate::http::{percent_decode, response, Head};
-use crate::server::Server;
-use crate::sse::{self, Event, Subscription};
+use crate::net::Ctx;
 
 /// Subscribers by topic.
-pub(crate) type Topics = HashMap<String, Vec<Token>>;
+pub type Topics = HashMap<String, Vec<Token>>;
 
 /// Longest topic name.
 pub const MAX_TOPIC: usize = 200;
@@ -24,12 +25,12 @@ pub fn valid_topic(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_TOPIC && !name.contains('/')
 }
 
-impl Server {
+impl Events {
     /// `GET /events/<topic>`.
-    pub(crate) fn topic_subscribe(&mut self, token: Token, head: Head, topic: &str) {
+    pub fn topic_subscribe(&mut self, ctx: &mut Ctx, token: Token, head: Head, topic: &str) {
         let minor = head.minor;
         if !valid_topic(topic) {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 404,
@@ -38,7 +39,7 @@ impl Server {
             );
         }
         if !head.accepts_event_stream() {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 406,
@@ -46,8 +47,8 @@ impl Server {
                 false,
             );
         }
-        if !self.topics.contains_key(topic) && self.topics.len() >= self.config.max_topics {
-            return self.respond_error(
+        if !self.topics.contains_key(topic) && self.topics.len() >= ctx.config.max_topics {
+            return ctx.respond_error(
                 token,
                 minor,
                 503,
@@ -60,6 +61,7 @@ impl Server {
             .or_default()
             .push(token);
         self.open_stream(
+            ctx,
             token,
             &head,
             200,
@@ -70,7 +72,7 @@ impl Server {
     }
 
     /// A subscriber's stream ended.
-    pub(crate) fn topic_left(&mut self, topic: &str, token: Token) {
+    pub(super) fn topic_left(&mut self, topic: &str, token: Token) {
         if let Some(subs) = self.topics.get_mut(topic) {
             subs.retain(|t| *t != token);
             if subs.is_empty() {
@@ -80,12 +82,12 @@ impl Server {
     }
 
     /// `POST /events/<topic>` once its body is read.
-    pub(crate) fn topic_publish(&mut self, token: Token, head: Head, body: Vec<u8>) {
+    pub fn topic_publish(&mut self, ctx: &mut Ctx, token: Token, head: Head, body: Vec<u8>) {
         let minor = head.minor;
-        let keep = head.keep_alive && !self.stopping();
+        let keep = head.keep_alive && !ctx.stopping;
         let topic = head.path.trim_start_matches("/events/").to_string();
         if !valid_topic(&topic) {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 404,
@@ -98,7 +100,7 @@ impl Server {
         let id = field("id");
         let (event, id) = match (event, id) {
             (Some(None), _) | (_, Some(None)) => {
-                return self.respond_error(
+                return ctx.respond_error(
                     token,
                     minor,
                     400,
@@ -112,7 +114,7 @@ impl Server {
             if let Some(v) = v {
                 if let Err(e) = sse::check_field(v, is_id) {
                     let msg = format!("Bad field: {e}.");
-                    return self.respond_error(token, minor, 400, &msg, keep);
+                    return ctx.respond_error(token, minor, 400, &msg, keep);
                 }
             }
         }
@@ -121,7 +123,7 @@ impl Server {
             Some(r) => match r.parse::<u32>() {
                 Ok(ms) => Some(ms),
                 Err(_) => {
-                    return self.respond_error(
+                    return ctx.respond_error(
                         token,
                         minor,
                         400,
@@ -132,7 +134,7 @@ impl Server {
             },
         };
         let Ok(data) = std::str::from_utf8(&body) else {
-            return self.respond_error(token, minor, 400, "Event data must be UTF-8 text.", keep);
+            return ctx.respond_error(token, minor, 400, "Event data must be UTF-8 text.", keep);
         };
         let mut encoded = Vec::with_capacity(body.len() + 64);
         sse::encode(
@@ -147,11 +149,11 @@ impl Server {
         let subs = self.topics.get(&topic).cloned().unwrap_or_default();
         let mut delivered = 0;
         for t in subs {
-            if self.stream_send(t, &encoded) {
+            if self.send(ctx, t, &encoded) {
                 delivered += 1;
             }
         }
-        self.metrics.events_published += 1;
+        ctx.metrics.events_published += 1;
         let text = format!("{delivered}\n");
         let extra = format!(
             "X-Subscribers: {delivered}\r\nAccess-Control-Expose-Headers: X-Subscribers\r\n"
@@ -167,6 +169,6 @@ impl Server {
             head_only: false,
         }
         .write(&mut out);
-        self.respond(token, out, keep);
+        ctx.respond(token, &out, keep);
     }
 }

@@ -12,15 +12,16 @@ use std::collections::HashMap;
 
 use mio::Token;
 
+use super::sse::{self, Event, Subscription};
+use super::{Events, StreamEnd};
 use crate::http::{response, Head};
 use crate::json::{self, Value};
-use crate::server::Server;
-use crate::sse::{self, Event, StreamEnd, Subscription};
+use crate::net::Ctx;
 use crate::{form, ids};
 
 /// One swarm.
 #[derive(Debug)]
-pub(crate) struct Swarm {
+pub struct Swarm {
     initiator: String,
     peers: Vec<Peer>,
 }
@@ -33,7 +34,7 @@ struct Peer {
 }
 
 /// All swarms, by ID.
-pub(crate) type Swarms = HashMap<String, Swarm>;
+pub type Swarms = HashMap<String, Swarm>;
 
 fn event_json(event: &str, data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 32);
@@ -56,11 +57,16 @@ fn id_cid(id: &str, cid: &str) -> String {
     )
 }
 
-impl Server {
+impl Events {
+    /// Whether swarm `id` exists.
+    pub fn has_swarm(&self, id: &str) -> bool {
+        self.swarms.contains_key(id)
+    }
+
     /// `GET /signal`: a new swarm with this stream as its initiator.
-    pub(crate) fn signal_create(&mut self, token: Token, head: Head) {
+    pub fn signal_create(&mut self, ctx: &mut Ctx, token: Token, head: Head) {
         if !head.accepts_event_stream() {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 head.minor,
                 406,
@@ -68,8 +74,8 @@ impl Server {
                 false,
             );
         }
-        if self.swarms.len() >= self.config.max_swarms {
-            return self.respond_error(
+        if self.swarms.len() >= ctx.config.max_swarms {
+            return ctx.respond_error(
                 token,
                 head.minor,
                 503,
@@ -79,7 +85,7 @@ impl Server {
         }
         let (Ok(id), Ok(cid), Ok(secret)) = (ids::new_token(), ids::new_token(), ids::new_token())
         else {
-            return self.respond_no_id(token, head.minor);
+            return ctx.respond_no_id(token, head.minor);
         };
         self.swarms.insert(
             id.clone(),
@@ -94,14 +100,14 @@ impl Server {
         );
         // 200, not koa-signal's 201: EventSource fails on any other status,
         // and swarms are made for browsers (docs/protocol.md §3).
-        self.connect_peer(token, &head, 200, &id, &cid, &secret);
+        self.connect_peer(ctx, token, &head, 200, &id, &cid, &secret);
     }
 
     /// `GET /signal/<id>`: join a swarm.
-    pub(crate) fn signal_join(&mut self, token: Token, head: Head, id: &str) {
+    pub fn signal_join(&mut self, ctx: &mut Ctx, token: Token, head: Head, id: &str) {
         let minor = head.minor;
         if !self.swarms.contains_key(id) {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 404,
@@ -110,7 +116,7 @@ impl Server {
             );
         }
         if !head.accepts_event_stream() {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 406,
@@ -118,13 +124,13 @@ impl Server {
                 false,
             );
         }
-        let cap = self.config.max_swarm_peers;
+        let cap = ctx.config.max_swarm_peers;
         if self.swarms[id].peers.len() >= cap {
             let msg = format!("The swarm is full ({cap} peers).");
-            return self.respond_error(token, minor, 409, &msg, false);
+            return ctx.respond_error(token, minor, 409, &msg, false);
         }
         let (Ok(cid), Ok(secret)) = (ids::new_token(), ids::new_token()) else {
-            return self.respond_no_id(token, minor);
+            return ctx.respond_no_id(token, minor);
         };
         let swarm = self.swarms.get_mut(id).expect("checked above");
         swarm.peers.push(Peer {
@@ -137,14 +143,16 @@ impl Server {
             .iter()
             .find(|p| p.cid == swarm.initiator)
             .map(|p| p.conn);
-        self.connect_peer(token, &head, 200, id, &cid, &secret);
+        self.connect_peer(ctx, token, &head, 200, id, &cid, &secret);
         if let Some(init) = initiator {
-            self.stream_send(init, &event_json("join", &id_cid(id, &cid)));
+            self.send(ctx, init, &event_json("join", &id_cid(id, &cid)));
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn connect_peer(
         &mut self,
+        ctx: &mut Ctx,
         token: Token,
         head: &Head,
         status: u16,
@@ -153,6 +161,7 @@ impl Server {
         secret: &str,
     ) {
         self.open_stream(
+            ctx,
             token,
             head,
             status,
@@ -167,11 +176,11 @@ impl Server {
             json::string(cid),
             json::string(secret)
         );
-        self.stream_send(token, &event_json("connect", &data));
+        self.send(ctx, token, &event_json("connect", &data));
     }
 
     /// A peer's stream ended (it left, or was dropped).
-    pub(crate) fn peer_left(&mut self, id: &str, cid: &str) {
+    pub(super) fn peer_left(&mut self, ctx: &mut Ctx, id: &str, cid: &str) {
         let Some(swarm) = self.swarms.get_mut(id) else {
             return;
         };
@@ -180,7 +189,7 @@ impl Server {
             // The initiator is the swarm: everyone else's stream ends.
             let swarm = self.swarms.remove(id).expect("present");
             for p in swarm.peers {
-                self.end_stream(p.conn, StreamEnd::Done);
+                self.end_stream(ctx, p.conn, StreamEnd::Done);
             }
             return;
         }
@@ -190,17 +199,17 @@ impl Server {
             .find(|p| p.cid == swarm.initiator)
             .map(|p| p.conn);
         if let Some(init) = initiator {
-            self.stream_send(init, &event_json("leave", &id_cid(id, cid)));
+            self.send(ctx, init, &event_json("leave", &id_cid(id, cid)));
         }
     }
 
     /// `POST /signal/<id>` once its body is read.
-    pub(crate) fn signal_post(&mut self, token: Token, head: Head, body: Vec<u8>) {
+    pub fn signal_post(&mut self, ctx: &mut Ctx, token: Token, head: Head, body: Vec<u8>) {
         let minor = head.minor;
-        let keep = head.keep_alive && !self.stopping();
+        let keep = head.keep_alive && !ctx.stopping;
         let id = head.path.trim_start_matches("/signal/").to_string();
         if !self.swarms.contains_key(&id) {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 404,
@@ -225,7 +234,7 @@ impl Server {
                     },
                 )
                 .map_err(|e| e.to_string()),
-                _ => return self.respond_error(
+                _ => return ctx.respond_error(
                     token,
                     minor,
                     415,
@@ -236,7 +245,7 @@ impl Server {
         let value = match value {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
-                return self.respond_error(
+                return ctx.respond_error(
                     token,
                     minor,
                     400,
@@ -246,7 +255,7 @@ impl Server {
             }
             Err(e) => {
                 let msg = format!("The body could not be parsed: {e}");
-                return self.respond_error(token, minor, 400, &msg, keep);
+                return ctx.respond_error(token, minor, 400, &msg, keep);
             }
         };
         let swarm = &self.swarms[&id];
@@ -258,7 +267,7 @@ impl Server {
             })
         });
         if !known {
-            return self.respond_error(
+            return ctx.respond_error(
                 token,
                 minor,
                 401,
@@ -267,13 +276,13 @@ impl Server {
             );
         }
         let Some(data) = value.get("data").filter(|d| **d != Value::Null) else {
-            return self.respond_error(token, minor, 400, "The body needs a data field.", keep);
+            return ctx.respond_error(token, minor, 400, "The body needs a data field.", keep);
         };
         let targets: Vec<Token> = match value.get("cid") {
             Some(Value::String(cid)) => match swarm.peers.iter().find(|p| &p.cid == cid) {
                 Some(p) => vec![p.conn],
                 None => {
-                    return self.respond_error(
+                    return ctx.respond_error(
                         token,
                         minor,
                         404,
@@ -283,16 +292,16 @@ impl Server {
                 }
             },
             Some(Value::Null) | None => swarm.peers.iter().map(|p| p.conn).collect(),
-            Some(_) => return self.respond_error(token, minor, 400, "cid must be a string.", keep),
+            Some(_) => return ctx.respond_error(token, minor, 400, "cid must be a string.", keep),
         };
         let encoded = event_json("signal", &data.to_json());
         let mut delivered = 0;
         for t in targets {
-            if self.stream_send(t, &encoded) {
+            if self.send(ctx, t, &encoded) {
                 delivered += 1;
             }
         }
-        self.metrics.signals_sent += 1;
+        ctx.metrics.signals_sent += 1;
         let text = format!("delivered to {delivered} peer(s)\n");
         let mut out = Vec::with_capacity(256);
         response::Short {
@@ -305,7 +314,7 @@ impl Server {
             head_only: false,
         }
         .write(&mut out);
-        self.respond(token, out, keep);
+        ctx.respond(token, &out, keep);
     }
 }
 

@@ -7,13 +7,14 @@
 
 use mio::Token;
 
-use crate::body::Purpose;
-use crate::conn::State;
+use super::{http as phases, Families};
+use crate::events::Events;
+use crate::http::body::Purpose;
 use crate::http::request::Method;
 use crate::http::{response, Head};
 use crate::metrics::{self, Gauges};
-use crate::pipe::Role;
-use crate::server::Server;
+use crate::net::{Ctx, State};
+use crate::relay::core::Role;
 
 /// Path prefixes that belong to other families and are never pipes.
 /// A prefix covers the path itself and everything below it (`/signal`,
@@ -41,9 +42,9 @@ pub fn is_reserved(path: &str) -> bool {
         })
 }
 
-impl Server {
+impl Families {
     /// Route one parsed request.
-    pub(crate) fn on_request(&mut self, token: Token, head: Head, early: Vec<u8>) {
+    pub(crate) fn route(&mut self, ctx: &mut Ctx, token: Token, head: Head, early: Vec<u8>) {
         let minor = head.minor;
         // Bytes read past a head without a body are the next request(s) on
         // the connection (pipelining): they wait in `inbuf` and are read
@@ -52,69 +53,73 @@ impl Server {
         let early = if head.has_body() || head.upgrade_websocket {
             early
         } else {
-            if let Some(conn) = self.conns.get_mut(token.0) {
+            if let Some(conn) = ctx.live_mut(token) {
                 conn.inbuf = early;
             }
             Vec::new()
         };
         if head.path.starts_with("/sockjs/") {
-            return self.sj_request(token, head, early);
+            return self.sockjs.request(ctx, token, head, early);
         }
         // A body we do not consume must not be read as the next request.
-        let keep = head.keep_alive && !head.has_body() && !self.stopping();
+        let keep = head.keep_alive && !head.has_body() && !ctx.stopping;
         match head.method {
             Method::Other => {
-                let allow = self.allowed(&head.path);
+                let allow = allowed(ctx, &head.path);
                 let msg = if is_reserved(&head.path) {
                     format!("Method not allowed: {} answers {allow}.", head.path)
                 } else {
                     "Method not allowed: use GET to receive, PUT or POST to send.".to_string()
                 };
-                return self.respond_405(token, minor, allow, &msg, keep);
+                return ctx.respond_405(token, minor, allow, &msg, keep);
             }
-            Method::Options => return self.preflight(token, &head, keep),
+            Method::Options => return preflight(ctx, token, &head, keep),
             _ => {}
         }
         match (head.method, head.path.as_str()) {
-            (Method::Post | Method::Put, "/") => return self.ephemeral_open(token, head, early),
-            (Method::Get, p) if p.starts_with("/s/") => return self.ephemeral_receive(token, head),
-            (Method::Get, "/reserve") if self.config.reservations => {
-                return self.reserve(token, head)
+            (Method::Post | Method::Put, "/") => {
+                return self.relay.ephemeral_open(ctx, token, head, early)
+            }
+            (Method::Get, p) if p.starts_with("/s/") => {
+                return self.relay.ephemeral_receive(ctx, token, head)
+            }
+            (Method::Get, "/reserve") if ctx.config.reservations => {
+                return self.relay.reserve(ctx, token, head)
             }
             (Method::Post | Method::Put, p)
-                if self.config.reservations && p.starts_with("/reserve/") =>
+                if ctx.config.reservations && p.starts_with("/reserve/") =>
             {
-                return self.reserve_upload(token, head, early)
+                return self.relay.reserve_upload(ctx, token, head, early)
             }
             (Method::Get, p) if head.upgrade_websocket && !is_reserved(p) => {
-                return self.ws_pipe_request(token, head, early)
+                return self.ws.pipe_request(ctx, token, head, early)
             }
             (Method::Head, p)
                 if p.starts_with("/s/")
-                    || (self.config.reservations
+                    || (ctx.config.reservations
                         && (p == "/reserve" || p.starts_with("/reserve/"))) =>
             {
-                let allow = self.allowed(p);
+                let allow = allowed(ctx, p);
                 let msg = format!("{p} answers {allow}: a HEAD here would use it up.");
-                return self.respond_405(token, minor, allow, &msg, keep);
+                return ctx.respond_405(token, minor, allow, &msg, keep);
             }
-            (Method::Get, "/signal") => return self.signal_create(token, head),
-            (Method::Head, "/signal") => return self.stream_head(token, &head, keep),
+            (Method::Get, "/signal") => return self.events.signal_create(ctx, token, head),
+            (Method::Head, "/signal") => return Events::stream_head(ctx, token, &head, keep),
             (Method::Get, p) if p.starts_with("/signal/") => {
                 let id = p["/signal/".len()..].to_string();
-                return self.signal_join(token, head, &id);
+                return self.events.signal_join(ctx, token, head, &id);
             }
             (Method::Head, p) if p.starts_with("/signal/") => {
-                if !self.swarms.contains_key(&p["/signal/".len()..]) {
+                if !self.events.has_swarm(&p["/signal/".len()..]) {
                     let msg = "No such swarm: it never existed, or its initiator left.";
-                    return self.respond_error(token, minor, 404, msg, keep);
+                    return ctx.respond_error(token, minor, 404, msg, keep);
                 }
-                return self.stream_head(token, &head, keep);
+                return Events::stream_head(ctx, token, &head, keep);
             }
             (Method::Post, p) if p.starts_with("/signal/") => {
                 let id = &p["/signal/".len()..];
-                if !self.swarms.contains_key(id) {
-                    return self.respond_error(
+                if !self.events.has_swarm(id) {
+                    return ctx.respond_error(
                         token,
                         minor,
                         404,
@@ -122,41 +127,43 @@ impl Server {
                         false,
                     );
                 }
-                let limit = self.config.signal_body_limit;
-                return self.read_short_body(token, head, early, Purpose::Signal, limit);
+                let limit = ctx.config.signal_body_limit;
+                return phases::start_body(ctx, self, token, head, early, Purpose::Signal, limit);
             }
             (Method::Get, p) if p.starts_with("/events/") => {
                 let topic = p["/events/".len()..].to_string();
-                return self.topic_subscribe(token, head, &topic);
+                return self.events.topic_subscribe(ctx, token, head, &topic);
             }
             (Method::Head, p) if p.starts_with("/events/") => {
-                if !crate::topics::valid_topic(&p["/events/".len()..]) {
+                if !crate::events::topics::valid_topic(&p["/events/".len()..]) {
                     let msg = "A topic is /events/<name>: 1 to 200 characters, no '/'.";
-                    return self.respond_error(token, minor, 404, msg, keep);
+                    return ctx.respond_error(token, minor, 404, msg, keep);
                 }
-                return self.stream_head(token, &head, keep);
+                return Events::stream_head(ctx, token, &head, keep);
             }
             (Method::Post, p) if p.starts_with("/events/") => {
-                let limit = self.config.event_body_limit;
-                return self.read_short_body(token, head, early, Purpose::Publish, limit);
+                let limit = ctx.config.event_body_limit;
+                return phases::start_body(ctx, self, token, head, early, Purpose::Publish, limit);
             }
             _ => {}
         }
         if !is_reserved(&head.path) {
             return match head.method {
-                Method::Get if head.service_worker => self.respond_error(
+                Method::Get if head.service_worker => ctx.respond_error(
                     token,
                     minor,
                     400,
                     "Service-Worker requests are refused: a relay path cannot be a service worker.",
                     keep,
                 ),
-                Method::Get => self.pipe_request(token, head, early, Role::Receiver),
-                Method::Put | Method::Post => self.pipe_request(token, head, early, Role::Sender),
-                _ => self.respond_405(
+                Method::Get => self.relay.request(ctx, token, head, early, Role::Receiver),
+                Method::Put | Method::Post => {
+                    self.relay.request(ctx, token, head, early, Role::Sender)
+                }
+                _ => ctx.respond_405(
                     token,
                     minor,
-                    self.allowed(&head.path),
+                    allowed(ctx, &head.path),
                     "Method not allowed on a pipe path: GET receives, PUT or POST sends.",
                     keep,
                 ),
@@ -165,7 +172,7 @@ impl Server {
         let get = matches!(head.method, Method::Get | Method::Head);
         let head_only = head.method == Method::Head;
         if !get {
-            let allow = self.allowed(&head.path);
+            let allow = allowed(ctx, &head.path);
             let msg = if matches!(head.method, Method::Put | Method::Post) {
                 format!(
                     "{} is reserved; send to another path, e.g. /mypath123.",
@@ -174,14 +181,14 @@ impl Server {
             } else {
                 format!("{} answers {allow}.", head.path)
             };
-            return self.respond_405(token, minor, allow, &msg, keep);
+            return ctx.respond_405(token, minor, allow, &msg, keep);
         }
         let text = "text/plain; charset=utf-8";
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path.as_str() {
             "/" | "/help" => (
                 200,
                 text,
-                crate::pages::help(&head, self.config.trust_proxy).into_bytes(),
+                crate::pages::help(&head, ctx.config.trust_proxy).into_bytes(),
             ),
             "/version" => (
                 200,
@@ -194,21 +201,21 @@ impl Server {
             "/noscript" => (
                 200,
                 "text/html; charset=utf-8",
-                crate::pages::noscript(&head, self.config.trust_proxy).into_bytes(),
+                crate::pages::noscript(&head, ctx.config.trust_proxy).into_bytes(),
             ),
             "/metrics" => (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&self.metrics, &self.gauges(token)).into_bytes(),
+                metrics::render(&ctx.metrics, &self.gauges(ctx, token)).into_bytes(),
             ),
-            p if !self.allowed(p).contains("GET") => {
-                let allow = self.allowed(p);
+            p if !allowed(ctx, p).contains("GET") => {
+                let allow = allowed(ctx, p);
                 let msg = format!("{p} answers {allow}.");
-                return self.respond_405(token, minor, allow, &msg, keep);
+                return ctx.respond_405(token, minor, allow, &msg, keep);
             }
             _ => {
                 let msg = format!("{} is reserved and not available on this relay.", head.path);
-                return self.respond_error(token, minor, 404, &msg, keep);
+                return ctx.respond_error(token, minor, 404, &msg, keep);
             }
         };
         let mut out = Vec::with_capacity(body.len() + 256);
@@ -228,86 +235,87 @@ impl Server {
             }
             .write(&mut out);
         }
-        self.respond(token, out, keep);
+        ctx.respond(token, &out, keep);
     }
 
-    /// The methods `path` answers, for `Allow` on a `405`.
-    pub(crate) fn allowed(&self, path: &str) -> &'static str {
-        let reservations = self.config.reservations;
-        match path {
-            "/" => "GET, HEAD, POST, PUT, OPTIONS",
-            "/reserve" if reservations => "GET, OPTIONS",
-            p if reservations && p.starts_with("/reserve/") => "POST, PUT, OPTIONS",
-            p if p.starts_with("/s/") => "GET, OPTIONS",
-            "/signal" => "GET, HEAD, OPTIONS",
-            p if p.starts_with("/signal/") || p.starts_with("/events/") => {
-                "GET, HEAD, POST, OPTIONS"
-            }
-            p if is_reserved(p) => "GET, HEAD, OPTIONS",
-            _ => "GET, PUT, POST, OPTIONS",
+    /// A finished short body goes to the family it is for.
+    pub(crate) fn body_done(
+        &mut self,
+        ctx: &mut Ctx,
+        t: Token,
+        head: Head,
+        purpose: Purpose,
+        body: Vec<u8>,
+    ) {
+        match purpose {
+            Purpose::Signal => self.events.signal_post(ctx, t, head, body),
+            Purpose::Publish => self.events.topic_publish(ctx, t, head, body),
+            Purpose::SockJsSend => self.sockjs.send_body(ctx, t, head, body),
         }
-    }
-
-    /// `HEAD` on an event stream's URL: the head a `GET` would get, no
-    /// body, and nothing created or joined.
-    fn stream_head(&mut self, token: Token, head: &Head, keep: bool) {
-        let mut out = Vec::with_capacity(256);
-        response::status_line(&mut out, head.minor, 200);
-        out.extend_from_slice(b"Content-Type: text/event-stream; charset=utf-8\r\n");
-        out.extend_from_slice(response::NO_BUFFERING.as_bytes());
-        response::connection_header(&mut out, head.minor, keep);
-        out.extend_from_slice(b"\r\n");
-        self.respond(token, out, keep);
-    }
-
-    fn preflight(&mut self, token: Token, head: &Head, keep: bool) {
-        let mut out = Vec::with_capacity(512);
-        response::status_line(&mut out, head.minor, 204);
-        out.extend_from_slice(b"Access-Control-Allow-Methods: GET, HEAD, POST, PUT, OPTIONS\r\n");
-        out.extend_from_slice(b"Access-Control-Allow-Headers: ");
-        match &head.ac_request_headers {
-            Some(h) if !h.is_empty() => out.extend_from_slice(h),
-            _ => out.extend_from_slice(b"Content-Type, Content-Disposition, X-Piping"),
-        }
-        out.extend_from_slice(b"\r\nAccess-Control-Max-Age: 86400\r\n");
-        out.extend_from_slice(response::EXPOSE_HEADERS.as_bytes());
-        response::connection_header(&mut out, head.minor, keep);
-        out.extend_from_slice(b"\r\n");
-        self.respond(token, out, keep);
     }
 
     /// Gauges counted from the live tables; `asking` is left out.
-    pub(crate) fn gauges(&self, asking: Token) -> Gauges {
-        let connections = self
+    pub(crate) fn gauges(&self, ctx: &Ctx, asking: Token) -> Gauges {
+        let count = |f: fn(&State) -> bool| ctx.conns.iter().filter(|(_, c)| f(&c.state)).count();
+        let connections = ctx
             .conns
             .iter()
-            .filter(|(k, c)| *k != asking.0 && c.state != State::Dead)
+            .filter(|(k, c)| *k != asking.0 && !c.state.is_dead())
             .count();
-        let streaming = self.pipes.iter().filter(|(_, p)| p.streaming).count();
+        let relay = self.relay.gauges();
+        let events = self.events.gauges();
+        let ws = self.ws.gauges();
+        let sj = self.sockjs.gauges();
         Gauges {
             connections,
-            pipes_waiting: self.pipes.len() - streaming,
-            pipes_streaming: streaming,
-            rings_in_use: self.pool.in_use(),
-            ring_bytes: self.pool.ring_capacity(),
-            event_streams: self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.state == State::EventStream)
-                .count(),
-            swarms: self.swarms.len(),
-            topics: self.topics.len(),
-            websockets: self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.state == State::WebSocket)
-                .count(),
-            ws_waiting: self.ws_waiting.len(),
-            ws_bridged: self.ws_running.len(),
-            sockjs_sessions: self.sj_counts().0,
-            sockjs_channels: self.sj_counts().1,
+            pipes_waiting: relay.waiting,
+            pipes_streaming: relay.streaming,
+            rings_in_use: relay.rings_in_use,
+            ring_bytes: relay.ring_bytes,
+            event_streams: count(|s| matches!(s, State::Events(_))),
+            swarms: events.swarms,
+            topics: events.topics,
+            websockets: count(|s| {
+                matches!(s, State::WebSocket(_))
+                    || matches!(s, State::SockJs(c) if c.is_websocket())
+            }),
+            ws_waiting: ws.waiting,
+            ws_bridged: ws.bridged,
+            sockjs_sessions: sj.sessions,
+            sockjs_channels: sj.channels,
         }
     }
+}
+
+/// The methods `path` answers, for `Allow` on a `405`.
+pub(crate) fn allowed(ctx: &Ctx, path: &str) -> &'static str {
+    let reservations = ctx.config.reservations;
+    match path {
+        "/" => "GET, HEAD, POST, PUT, OPTIONS",
+        "/reserve" if reservations => "GET, OPTIONS",
+        p if reservations && p.starts_with("/reserve/") => "POST, PUT, OPTIONS",
+        p if p.starts_with("/s/") => "GET, OPTIONS",
+        "/signal" => "GET, HEAD, OPTIONS",
+        p if p.starts_with("/signal/") || p.starts_with("/events/") => "GET, HEAD, POST, OPTIONS",
+        p if is_reserved(p) => "GET, HEAD, OPTIONS",
+        _ => "GET, PUT, POST, OPTIONS",
+    }
+}
+
+fn preflight(ctx: &mut Ctx, token: Token, head: &Head, keep: bool) {
+    let mut out = Vec::with_capacity(512);
+    response::status_line(&mut out, head.minor, 204);
+    out.extend_from_slice(b"Access-Control-Allow-Methods: GET, HEAD, POST, PUT, OPTIONS\r\n");
+    out.extend_from_slice(b"Access-Control-Allow-Headers: ");
+    match &head.ac_request_headers {
+        Some(h) if !h.is_empty() => out.extend_from_slice(h),
+        _ => out.extend_from_slice(b"Content-Type, Content-Disposition, X-Piping"),
+    }
+    out.extend_from_slice(b"\r\nAccess-Control-Max-Age: 86400\r\n");
+    out.extend_from_slice(response::EXPOSE_HEADERS.as_bytes());
+    response::connection_header(&mut out, head.minor, keep);
+    out.extend_from_slice(b"\r\n");
+    ctx.respond(token, &out, keep);
 }
 
 #[cfg(test)]

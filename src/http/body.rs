@@ -1,0 +1,223 @@
+//! Short request bodies, read whole within a limit: sans-io.
+//!
+//! `POST /signal/<id>`, `POST /events/<topic>` and SockJS's `xhr_send` and
+//! `jsonp_send` carry small bodies that are acted on as a whole. A
+//! [`ShortBody`] takes the bytes as they arrive, in any split, decodes
+//! `Content-Length`, strict chunked (the pipes' decoder) or HTTP/1.0
+//! until-close framing, and refuses a body past its limit without holding
+//! more than the limit. Bytes after the body belong to the next request.
+
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::BodyFraming;
+use crate::http::Head;
+
+/// What a body is for (which family acts on it once it is whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `POST /signal/<id>`.
+    Signal,
+    /// `POST /events/<topic>`.
+    Publish,
+    /// SockJS `xhr_send` / `jsonp_send`.
+    SockJsSend,
+}
+
+#[derive(Debug)]
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// A request whose body is being read.
+#[derive(Debug)]
+pub struct ShortBody {
+    head: Head,
+    purpose: Purpose,
+    framing: Framing,
+    body: Vec<u8>,
+    limit: usize,
+}
+
+/// How a body stands after some input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// More is needed.
+    More,
+    /// The body is whole; this many input bytes were part of it.
+    Done(usize),
+    /// The body passed the limit.
+    TooLarge,
+    /// The framing is broken; the line says how.
+    Bad(String),
+}
+
+impl ShortBody {
+    /// Start reading the body of `head`; `Err` with `413` and a line when
+    /// its declared length is over `limit`.
+    pub fn new(head: Head, purpose: Purpose, limit: usize) -> Result<ShortBody, (u16, String)> {
+        let framing = match head.framing {
+            BodyFraming::None => Framing::Length(0),
+            BodyFraming::Length(n) if n > limit as u64 => {
+                return Err((
+                    413,
+                    format!("The body is larger than the limit of {limit} bytes."),
+                ))
+            }
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+            BodyFraming::UntilClose => Framing::UntilClose,
+        };
+        let mut body = Vec::new();
+        if let Framing::Length(n) = framing {
+            body.reserve_exact(n as usize);
+        }
+        Ok(ShortBody {
+            head,
+            purpose,
+            framing,
+            body,
+            limit,
+        })
+    }
+
+    /// Whether there is nothing to read at all.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.framing, Framing::Length(0))
+    }
+
+    /// Whether the body ends when the client closes its side (HTTP/1.0).
+    pub fn ends_at_close(&self) -> bool {
+        matches!(self.framing, Framing::UntilClose)
+    }
+
+    /// The limit, for the `413` line.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The request's head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The head, what the body is for, and the body.
+    pub fn into_parts(self) -> (Head, Purpose, Vec<u8>) {
+        (self.head, self.purpose, self.body)
+    }
+
+    /// Take body bytes from `input`.
+    pub fn feed(&mut self, input: &[u8]) -> Fed {
+        match &mut self.framing {
+            Framing::Length(remaining) => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                self.body.extend_from_slice(&input[..take]);
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    Fed::Done(take)
+                } else {
+                    Fed::More
+                }
+            }
+            Framing::UntilClose => {
+                if self.body.len() + input.len() > self.limit {
+                    return Fed::TooLarge;
+                }
+                self.body.extend_from_slice(input);
+                Fed::More
+            }
+            Framing::Chunked(dec) => {
+                let mut pos = 0;
+                while pos < input.len() {
+                    let d = match dec.decode(&input[pos..]) {
+                        Ok(d) => d,
+                        Err(e) => return Fed::Bad(format!("Bad chunked body: {e}")),
+                    };
+                    let data = &input[pos..][d.data.clone()];
+                    if self.body.len() + data.len() > self.limit {
+                        return Fed::TooLarge;
+                    }
+                    self.body.extend_from_slice(data);
+                    pos += d.consumed;
+                    if d.done {
+                        return Fed::Done(pos);
+                    }
+                    if d.consumed == 0 {
+                        break;
+                    }
+                }
+                Fed::More
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_head, Limits};
+
+    fn head(extra: &str) -> Head {
+        let raw = format!("POST /events/t HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        let limits = Limits {
+            max_head: 16384,
+            max_target: 4096,
+        };
+        parse_head(raw.as_bytes(), limits).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn every_framing_at_every_split() {
+        let cases: &[(&str, &[u8], &[u8])] = &[
+            ("Content-Length: 5\r\n", b"helloNEXT", b"hello"),
+            (
+                "Transfer-Encoding: chunked\r\n",
+                b"2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\n\r\nNEXT",
+                b"hello",
+            ),
+        ];
+        for (extra, wire, want) in cases {
+            for k in 0..=wire.len() {
+                let mut b = ShortBody::new(head(extra), Purpose::Publish, 100).unwrap();
+                let (x, y) = wire.split_at(k);
+                let mut used_total = 0;
+                let mut done = false;
+                for part in [x, y] {
+                    if done {
+                        break;
+                    }
+                    match b.feed(part) {
+                        Fed::More => used_total += part.len(),
+                        Fed::Done(n) => {
+                            used_total += n;
+                            done = true;
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                assert!(done, "{extra:?} split {k}");
+                assert_eq!(&wire[used_total..], b"NEXT", "{extra:?} split {k}");
+                assert_eq!(b.into_parts().2, *want);
+            }
+        }
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        assert_eq!(
+            ShortBody::new(head("Content-Length: 101\r\n"), Purpose::Signal, 100)
+                .unwrap_err()
+                .0,
+            413
+        );
+        let mut b =
+            ShortBody::new(head("Transfer-Encoding: chunked\r\n"), Purpose::Signal, 4).unwrap();
+        assert_eq!(b.feed(b"5\r\nhello\r\n"), Fed::TooLarge);
+        let mut b =
+            ShortBody::new(head("Transfer-Encoding: chunked\r\n"), Purpose::Signal, 4).unwrap();
+        assert!(matches!(b.feed(b"zz\r\n"), Fed::Bad(_)));
+        assert!(ShortBody::new(head(""), Purpose::Signal, 4)
+            .unwrap()
+            .is_empty());
+    }
+}
