@@ -34,7 +34,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use weir::ws::OpCode;
+use weir::websocket::codec::OpCode;
 
 /// Debian's nginx (package `nginx`).
 const NGINX: &str = "/usr/sbin/nginx";
@@ -771,7 +771,7 @@ fn websocket_pipe(mode: Mode) {
     assert_eq!((at_b.opcode, hash(&at_b.payload)), (OpCode::Binary, ha));
     assert_eq!((at_a.opcode, hash(&at_a.payload)), (OpCode::Binary, hb));
 
-    let close = weir::ws::close_frame(1000, "done");
+    let close = weir::websocket::codec::close_frame(1000, "done");
     ws_send(&mut a, true, OpCode::Close, &close[2..]);
     assert_eq!(
         ws_close_of(&ws_recv(&mut b).expect("the close at b")),

@@ -359,6 +359,9 @@ impl Env for World {
     fn may_park(&mut self, _t: Token) -> bool {
         self.park_room > 0
     }
+    fn park_limit(&self) -> usize {
+        2
+    }
     fn arm(&mut self, at: Instant, what: RelayTimer) -> Handle {
         self.timers.insert_at(at, what)
     }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::*;
-use weir::ws::OpCode;
+use weir::websocket::codec::OpCode;
 
 fn post(addr: SocketAddr, path: &str, ctype: &str, body: &str) -> Response {
     exchange(

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use weir::ws::OpCode;
+use weir::websocket::codec::OpCode;
 
 #[test]
 fn a_pipe_bridges_either_order_both_ways() {
@@ -53,7 +53,7 @@ fn a_pipe_bridges_either_order_both_ways() {
             (f2.fin, f2.opcode, f2.payload.as_slice()),
             (true, OpCode::Continuation, &b"ment"[..])
         );
-        let close = weir::ws::close_frame(1000, "done");
+        let close = weir::websocket::codec::close_frame(1000, "done");
         ws_send(&mut a, true, OpCode::Close, &close[2..]);
         assert_eq!(
             ws_close_of(&ws_recv(&mut b).unwrap()),
@@ -96,7 +96,7 @@ fn close_codes_are_passed_on_and_a_vanished_peer_is_1001() {
     let mut a = ws_connect(relay.addr, "/c");
     relay.wait_metric("weir_connections", 1.0);
     let mut b = ws_connect(relay.addr, "/c");
-    let close = weir::ws::close_frame(4001, "custom bye");
+    let close = weir::websocket::codec::close_frame(4001, "custom bye");
     ws_send(&mut b, true, OpCode::Close, &close[2..]);
     assert_eq!(
         ws_close_of(&ws_recv(&mut a).unwrap()),
@@ -130,7 +130,7 @@ fn a_peer_that_stops_reading_holds_back_the_other() {
     let chunk = pattern(64 << 10, 3);
     let mask = [1, 2, 3, 4];
     let mut frame = Vec::new();
-    weir::ws::write_header(
+    weir::websocket::codec::write_header(
         &mut frame,
         true,
         OpCode::Binary,
@@ -139,7 +139,7 @@ fn a_peer_that_stops_reading_holds_back_the_other() {
     );
     let hl = frame.len();
     frame.extend_from_slice(&chunk);
-    weir::ws::apply_mask(&mut frame[hl..], mask, 0);
+    weir::websocket::codec::apply_mask(&mut frame[hl..], mask, 0);
     let mut sent_frames = 0usize;
     let blocked = loop {
         assert!(
@@ -279,7 +279,7 @@ fn a_passed_on_close_waits_for_the_other_peers_close() {
     let mut a = ws_connect(relay.addr, "/closing");
     relay.wait_metric("weir_connections", 1.0);
     let mut b = ws_connect(relay.addr, "/closing");
-    let close = weir::ws::close_frame(4001, "custom bye");
+    let close = weir::websocket::codec::close_frame(4001, "custom bye");
     ws_send(&mut b, true, OpCode::Close, &close[2..]);
     let passed = ws_recv(&mut a).unwrap();
     assert_eq!(ws_close_of(&passed), (4001, "custom bye".to_string()));
@@ -304,7 +304,7 @@ fn a_close_while_receiving_a_frame_waits_for_the_frame() {
     let body = pattern(1 << 20, 7);
     let mask = [9, 8, 7, 6];
     let mut frame = Vec::new();
-    weir::ws::write_header(
+    weir::websocket::codec::write_header(
         &mut frame,
         true,
         OpCode::Binary,
@@ -313,14 +313,14 @@ fn a_close_while_receiving_a_frame_waits_for_the_frame() {
     );
     let hl = frame.len();
     frame.extend_from_slice(&body);
-    weir::ws::apply_mask(&mut frame[hl..], mask, 0);
+    weir::websocket::codec::apply_mask(&mut frame[hl..], mask, 0);
     // A sends the header and a first part; B sees the frame start.
     let first = hl + 100_000;
     a.write_all(&frame[..first]).unwrap();
     let got_head = read_exact(&mut b, 10 + 1000);
     assert_eq!(&got_head[..2], &[0x82, 127], "a 64-bit length binary frame");
     // B closes mid-frame. Weir passes the close on to A.
-    let close = weir::ws::close_frame(1000, "enough");
+    let close = weir::websocket::codec::close_frame(1000, "enough");
     ws_send(&mut b, true, OpCode::Close, &close[2..]);
     let passed = ws_recv(&mut a).unwrap();
     assert_eq!(ws_close_of(&passed), (1000, "enough".to_string()));
@@ -354,10 +354,10 @@ fn a_ping_flood_is_bounded_in_every_mode_and_resumes() {
     // One ping frame (125-byte payload, masked), repeated into a batch.
     let mut ping = Vec::new();
     let mask = [1, 2, 3, 4];
-    weir::ws::write_header(&mut ping, true, OpCode::Ping, 125, Some(mask));
+    weir::websocket::codec::write_header(&mut ping, true, OpCode::Ping, 125, Some(mask));
     let hl = ping.len();
     ping.extend_from_slice(&[b'p'; 125]);
-    weir::ws::apply_mask(&mut ping[hl..], mask, 0);
+    weir::websocket::codec::apply_mask(&mut ping[hl..], mask, 0);
     let batch: Vec<u8> = ping.repeat((64 << 10) / ping.len());
 
     // (mode, path of the flooding client, path of the one the marker
@@ -474,13 +474,13 @@ fn a_ping_flood_is_bounded_in_every_mode_and_resumes() {
         ws_send(&mut a, true, OpCode::Text, marker);
         if let Some(b) = b.as_mut() {
             assert_eq!(ws_recv(b).unwrap().payload, want, "{mode}");
-            let close = weir::ws::close_frame(1000, "");
+            let close = weir::websocket::codec::close_frame(1000, "");
             ws_send(b, true, OpCode::Close, &close[2..]);
             if mode == "raw" {
                 ws_send(&mut a, true, OpCode::Close, &close[2..]);
             }
         } else {
-            let close = weir::ws::close_frame(1000, "");
+            let close = weir::websocket::codec::close_frame(1000, "");
             ws_send(&mut a, true, OpCode::Close, &close[2..]);
         }
         let pongs = drain.join().unwrap();

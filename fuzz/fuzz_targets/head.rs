@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             "prefix of {cut} bytes accepted"
         );
     }
-    let _ = weir::route::is_reserved(&head.path);
+    let _ = weir::reactor::route::is_reserved(&head.path);
     for kv in head.query.as_deref().unwrap_or("").split('&') {
         let _ = weir::http::percent_decode(kv);
     }

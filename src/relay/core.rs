@@ -125,6 +125,8 @@ pub trait Env {
     fn io(&mut self, t: Token) -> Option<PartyIo<'_>>;
     /// Whether `t`'s client may park one more party (`--max-parked-per-ip`).
     fn may_park(&mut self, t: Token) -> bool;
+    /// The limit `may_park` holds to, for the refusal's line.
+    fn park_limit(&self) -> usize;
     /// Arm a timer.
     fn arm(&mut self, at: Instant, what: RelayTimer) -> Handle;
     /// Cancel a timer (a stale handle is a no-op).
@@ -527,6 +529,7 @@ impl Table {
         now: Instant,
         req: Request,
         id: &str,
+        url: &str,
         fx: &mut Vec<Effect>,
     ) {
         let open = self.paths.get(&format!("/s/{id}")).copied().filter(|&p| {
@@ -545,7 +548,12 @@ impl Table {
         if let Some(e) = self.pipes[p.0].ephemeral.as_mut() {
             e.claimed = true;
         }
-        self.join(env, now, p, req, fx);
+        // Its response starts as a `POST /`'s does: the ID and the URL.
+        let text = env
+            .hooks()
+            .opened(id, url)
+            .unwrap_or_else(|| hooks::text::opened(id, url));
+        self.join_with_text(env, now, p, req, Some(text), fx);
         self.debug_check();
     }
 
@@ -614,13 +622,11 @@ impl Table {
         };
         if !completes && !env.may_park(token) {
             self.drop_if_empty(env, p);
-            return refuse(
-                env,
-                fx,
-                &req,
-                429,
-                "Too many waiting transfers from your address; finish some first.".into(),
+            let msg = format!(
+                "Too many waiting transfers from your address ({}); finish some first.",
+                env.park_limit()
             );
+            return refuse(env, fx, &req, 429, msg);
         }
         let buf = if completes {
             let body = match (&req.side, &w.sender) {

@@ -108,6 +108,7 @@ impl Relay {
         let Some(up) = upload_checks(ctx, t, &head, early) else {
             return;
         };
+        let url = format!("{}/s/{id}", pages::base_url(&head, ctx.config.trust_proxy));
         let req = Request {
             token: t,
             key: format!("/s/{id}"),
@@ -118,7 +119,7 @@ impl Relay {
         };
         let now = ctx.now;
         self.table
-            .upload_reserved(&mut CtxEnv { ctx }, now, req, &id, &mut self.fx);
+            .upload_reserved(&mut CtxEnv { ctx }, now, req, &id, &url, &mut self.fx);
         self.apply(ctx);
     }
 

@@ -64,6 +64,10 @@ impl Env for CtxEnv<'_> {
         self.ctx.park_allowed(t)
     }
 
+    fn park_limit(&self) -> usize {
+        self.ctx.config.max_parked_per_ip
+    }
+
     fn arm(&mut self, at: Instant, what: RelayTimer) -> Handle {
         self.ctx.timers.insert_at(at, Timer::Relay(what))
     }

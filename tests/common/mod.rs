@@ -943,13 +943,18 @@ pub fn ws_try_connect(addr: SocketAddr, path: &str) -> (TcpStream, u16) {
 }
 
 /// Send one masked frame.
-pub fn ws_send(s: &mut TcpStream, fin: bool, opcode: weir::ws::OpCode, payload: &[u8]) {
+pub fn ws_send(
+    s: &mut TcpStream,
+    fin: bool,
+    opcode: weir::websocket::codec::OpCode,
+    payload: &[u8],
+) {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut out = Vec::with_capacity(payload.len() + 14);
-    weir::ws::write_header(&mut out, fin, opcode, payload.len() as u64, Some(mask));
+    weir::websocket::codec::write_header(&mut out, fin, opcode, payload.len() as u64, Some(mask));
     let start = out.len();
     out.extend_from_slice(payload);
-    weir::ws::apply_mask(&mut out[start..], mask, 0);
+    weir::websocket::codec::apply_mask(&mut out[start..], mask, 0);
     s.write_all(&out).unwrap();
 }
 
@@ -957,7 +962,7 @@ pub fn ws_send(s: &mut TcpStream, fin: bool, opcode: weir::ws::OpCode, payload: 
 #[derive(Debug, PartialEq)]
 pub struct WsFrame {
     pub fin: bool,
-    pub opcode: weir::ws::OpCode,
+    pub opcode: weir::websocket::codec::OpCode,
     pub payload: Vec<u8>,
 }
 
@@ -994,14 +999,14 @@ pub fn ws_recv_from(s: &mut impl Read) -> Option<WsFrame> {
     s.read_exact(&mut payload).unwrap();
     Some(WsFrame {
         fin: h[0] & 0x80 != 0,
-        opcode: weir::ws::OpCode::from_u8(h[0] & 0x0f).expect("opcode"),
+        opcode: weir::websocket::codec::OpCode::from_u8(h[0] & 0x0f).expect("opcode"),
         payload,
     })
 }
 
 /// A close frame's code and reason.
 pub fn ws_close_of(f: &WsFrame) -> (u16, String) {
-    assert_eq!(f.opcode, weir::ws::OpCode::Close, "{f:?}");
+    assert_eq!(f.opcode, weir::websocket::codec::OpCode::Close, "{f:?}");
     let code = u16::from_be_bytes([f.payload[0], f.payload[1]]);
     (code, String::from_utf8(f.payload[2..].to_vec()).unwrap())
 }
@@ -1251,7 +1256,7 @@ impl Binary {
 /// EOF with nothing after the close frame, not a reset.
 pub fn ws_answer_close(s: &mut TcpStream, payload: &[u8]) {
     assert_no_response(s, Duration::from_millis(200));
-    ws_send(s, true, weir::ws::OpCode::Close, payload);
+    ws_send(s, true, weir::websocket::codec::OpCode::Close, payload);
     ws_expect_clean_end(s);
 }
 
