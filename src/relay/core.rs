@@ -1833,3 +1833,440 @@ fn cut_receiver(
         fx.push(Effect::Close(t));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The table's rules, one by one, over in-memory connections. (The
+    //! seeded simulation in `tests/sim` drives the same code through random
+    //! interleavings; these pin each rule by name.)
+
+    use std::collections::VecDeque;
+    use std::io::{self, Read, Write};
+
+    use super::*;
+    use crate::hooks::DefaultHooks;
+    use crate::timer::TimerWheel;
+
+    #[derive(Default)]
+    struct Mem {
+        inbound: VecDeque<u8>,
+        fin: bool,
+        outbound: Vec<u8>,
+        /// A write while the client's body is still unread is a failure
+        /// (the client may have closed for good; a write draws a reset).
+        no_write_before_read: bool,
+    }
+
+    impl Read for Mem {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.inbound.is_empty() {
+                return if self.fin {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = buf.len().min(self.inbound.len());
+            for (i, b) in self.inbound.drain(..n).enumerate() {
+                buf[i] = b;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Mem {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            assert!(
+                !self.no_write_before_read || self.inbound.is_empty(),
+                "written to while its body was unread"
+            );
+            self.outbound.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Mem {
+        fn queued(&self) -> u64 {
+            self.inbound.len() as u64
+        }
+    }
+
+    #[derive(Default)]
+    struct C {
+        sock: Mem,
+        ready: Readiness,
+        out: OutBuf,
+        eof: bool,
+    }
+
+    struct World {
+        conns: Vec<C>,
+        timers: TimerWheel<RelayTimer>,
+        metrics: Metrics,
+        hooks: DefaultHooks,
+        park: bool,
+    }
+
+    impl Env for World {
+        fn io(&mut self, t: Token) -> Option<PartyIo<'_>> {
+            let c = self.conns.get_mut(t.0)?;
+            Some(PartyIo {
+                stream: &mut c.sock,
+                ready: &mut c.ready,
+                out: &mut c.out,
+                read_eof: &mut c.eof,
+            })
+        }
+        fn may_park(&mut self, _t: Token) -> bool {
+            self.park
+        }
+        fn park_limit(&self) -> usize {
+            7
+        }
+        fn arm(&mut self, at: Instant, what: RelayTimer) -> Handle {
+            self.timers.insert_at(at, what)
+        }
+        fn disarm(&mut self, h: Handle) {
+            self.timers.cancel(h);
+        }
+        fn metrics(&mut self) -> &mut Metrics {
+            &mut self.metrics
+        }
+        fn hooks(&mut self) -> &mut dyn Hooks {
+            &mut self.hooks
+        }
+        fn can_splice(&self) -> bool {
+            false
+        }
+    }
+
+    struct T {
+        table: Table,
+        w: World,
+        now: Instant,
+        fx: Vec<Effect>,
+    }
+
+    impl T {
+        fn new(progress: SenderProgress) -> T {
+            let now = Instant::now();
+            T {
+                table: Table::new(Limits {
+                    ttl: Duration::from_secs(5),
+                    max_upload_bytes: 0,
+                    max_streaming_pipes: 2,
+                    buffer_size: 64,
+                    splice: false,
+                    sender_progress: progress,
+                }),
+                w: World {
+                    conns: Vec::new(),
+                    timers: TimerWheel::new(now, Duration::from_millis(10), 64),
+                    metrics: Metrics::default(),
+                    hooks: DefaultHooks,
+                    park: true,
+                },
+                now,
+                fx: Vec::new(),
+            }
+        }
+
+        fn conn(&mut self) -> Token {
+            let mut c = C::default();
+            c.ready.event = Ready::WRITABLE;
+            self.w.conns.push(c);
+            Token(self.w.conns.len() - 1)
+        }
+
+        /// A sender of `body` whose first `early` bytes came with its head
+        /// and whose next `sent` bytes wait in the kernel.
+        fn sender(
+            &mut self,
+            key: &str,
+            n: usize,
+            body: &[u8],
+            early: usize,
+            sent: usize,
+            expect: bool,
+        ) -> Token {
+            let t = self.conn();
+            self.w.conns[t.0]
+                .sock
+                .inbound
+                .extend(&body[early..early + sent]);
+            if sent > 0 {
+                self.w.conns[t.0].ready.event.insert(Ready::READABLE);
+            }
+            let req = Request {
+                token: t,
+                key: key.into(),
+                n,
+                minor: 1,
+                expect_continue: expect,
+                side: Side::Sender(Box::new(Upload {
+                    framing: BodyFraming::Length(body.len() as u64),
+                    content_type: None,
+                    content_disposition: None,
+                    x_piping: Vec::new(),
+                    multipart: None,
+                    early: body[..early].to_vec(),
+                })),
+            };
+            self.table.request(&mut self.w, self.now, req, &mut self.fx);
+            t
+        }
+
+        fn receiver(&mut self, key: &str, n: usize) -> Token {
+            let t = self.conn();
+            let req = Request {
+                token: t,
+                key: key.into(),
+                n,
+                minor: 1,
+                expect_continue: false,
+                side: Side::Receiver,
+            };
+            self.table.request(&mut self.w, self.now, req, &mut self.fx);
+            t
+        }
+
+        /// The client sends more of its body.
+        fn send(&mut self, t: Token, bytes: &[u8]) {
+            self.w.conns[t.0].sock.inbound.extend(bytes);
+            self.ready(t, Ready::READABLE);
+        }
+
+        fn ready(&mut self, t: Token, bits: Ready) {
+            self.w.conns[t.0].ready.event |= bits;
+            if let Some((p, _)) = self.table.party(t) {
+                self.table.ready(&mut self.w, self.now, p, t, &mut self.fx);
+            }
+        }
+
+        /// What `t` got: the socket's bytes, then what its `out` still
+        /// holds (a released connection's end, written by the loop).
+        fn got(&mut self, t: Token) -> String {
+            let released = self.released(t) || self.refused(t).is_some();
+            let c = &mut self.w.conns[t.0];
+            if !released {
+                return String::from_utf8_lossy(&c.sock.outbound).into_owned();
+            }
+            let mut all = c.sock.outbound.clone();
+            let mut rest = Vec::new();
+            let mut r = Readiness::default();
+            r.event = Ready::WRITABLE;
+            let mut sink = Mem::default();
+            let _ = c.out.flush_to(&mut sink, &mut r);
+            rest.extend_from_slice(&sink.outbound);
+            c.sock.outbound.extend_from_slice(&rest);
+            all.extend_from_slice(&rest);
+            String::from_utf8_lossy(&all).into_owned()
+        }
+
+        fn refused(&self, t: Token) -> Option<u16> {
+            self.fx.iter().find_map(|e| match e {
+                Effect::Refuse { token, status, .. } if *token == t => Some(*status),
+                _ => None,
+            })
+        }
+
+        fn released(&self, t: Token) -> bool {
+            self.fx
+                .iter()
+                .any(|e| matches!(e, Effect::Release { token, .. } if *token == t))
+        }
+    }
+
+    #[test]
+    fn sender_then_receiver_pairs_moves_every_byte_and_frees_the_path() {
+        let mut t = T::new(SenderProgress::Auto);
+        let body: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let s = t.sender("/a", 1, &body, 10, 990, true);
+        assert!(
+            t.got(s).contains("Waiting for 1 receiver(s)"),
+            "live with Expect"
+        );
+        let r = t.receiver("/a", 1);
+        for _ in 0..100 {
+            t.ready(s, Ready::READABLE);
+            t.ready(r, Ready::WRITABLE);
+        }
+        let got = t.w.conns[r.0].sock.outbound.clone();
+        assert!(
+            got.ends_with(&body),
+            "the receiver got every byte after its head"
+        );
+        assert!(t.released(s) && t.released(r));
+        assert!(!t.table.has_path("/a"), "the path is free");
+        assert_eq!(t.w.metrics.transfers_complete, 1);
+        t.table.check().unwrap();
+    }
+
+    #[test]
+    fn pairing_refusals() {
+        let mut t = T::new(SenderProgress::Auto);
+        let _s = t.sender("/p", 2, b"abc", 0, 0, true);
+        let s2 = t.sender("/p", 2, b"abc", 0, 0, true);
+        assert_eq!(t.refused(s2), Some(409), "a second sender");
+        let r = t.receiver("/p", 3);
+        assert_eq!(t.refused(r), Some(400), "n does not match");
+        let _r1 = t.receiver("/p", 2);
+        let _r2 = t.receiver("/p", 2);
+        let late = t.receiver("/p", 2);
+        assert_eq!(t.refused(late), Some(409), "the transfer is running");
+        t.table.check().unwrap();
+    }
+
+    #[test]
+    fn a_sender_without_expect_is_held_until_its_body_is_read() {
+        let mut t = T::new(SenderProgress::Auto);
+        let r = t.receiver("/h", 1);
+        let s = t.sender("/h", 1, b"0123456789", 0, 4, false);
+        t.ready(r, Ready::WRITABLE);
+        assert_eq!(t.got(s), "", "nothing while its body is being read");
+        assert!(t.got(r).ends_with("0123"), "the receiver gets what came");
+        t.send(s, b"456789");
+        let got = t.got(s);
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        assert!(got.contains("Sent successfully! (10 bytes)"), "{got}");
+    }
+
+    #[test]
+    fn a_parked_sender_that_closed_with_its_body_in_the_kernel_is_held() {
+        let mut t = T::new(SenderProgress::Live);
+        let s = t.sender("/g", 1, b"my message", 0, 10, false);
+        let waiting = t.got(s);
+        assert!(waiting.contains("Waiting"), "live: {waiting}");
+        // It closes for good, its ten bytes in the kernel: from now on a
+        // write before they are read fails the test.
+        t.w.conns[s.0].sock.fin = true;
+        t.w.conns[s.0].sock.no_write_before_read = true;
+        t.ready(s, Ready::HUP);
+        assert!(t.table.has_path("/g"), "a complete body keeps the path");
+        let r = t.receiver("/g", 1);
+        t.ready(r, Ready::WRITABLE);
+        assert!(t.got(r).ends_with("my message"), "{}", t.got(r));
+        assert!(t.got(s).contains("Sent successfully"));
+    }
+
+    #[test]
+    fn a_parked_sender_that_leaves_early_frees_its_path() {
+        let mut t = T::new(SenderProgress::Auto);
+        let s = t.sender("/x", 1, b"0123456789", 3, 2, true);
+        t.w.conns[s.0].sock.fin = true;
+        t.ready(s, Ready::READABLE | Ready::HUP);
+        assert!(!t.table.has_path("/x"));
+        assert!(t.fx.contains(&Effect::Close(s)));
+        assert_eq!(t.w.metrics.transfers_abandoned, 1);
+    }
+
+    #[test]
+    fn waits_expire_with_their_answers() {
+        let mut t = T::new(SenderProgress::Auto);
+        let s = t.sender("/t1", 1, b"abc", 0, 0, true);
+        let r = t.receiver("/t2", 1);
+        t.now += Duration::from_secs(6);
+        let mut fired = Vec::new();
+        t.w.timers.expire(t.now, &mut fired);
+        assert_eq!(fired.len(), 2);
+        for (h, what) in fired {
+            t.table.timer(&mut t.w, t.now, what, h, &mut t.fx);
+        }
+        assert_eq!(t.refused(r), Some(408));
+        assert!(t.released(s));
+        assert!(t.got(s).contains("[ERROR] Timed out"));
+        assert!(
+            !t.got(s).ends_with("0\r\n\r\n"),
+            "a failed send ends without its last chunk"
+        );
+        assert!(!t.table.has_path("/t1") && !t.table.has_path("/t2"));
+    }
+
+    #[test]
+    fn the_streaming_limit_is_a_503_and_the_others_keep_waiting() {
+        let mut t = T::new(SenderProgress::Auto);
+        for p in ["/1", "/2"] {
+            t.receiver(p, 1);
+            t.sender(p, 1, &[0; 500], 0, 0, true);
+        }
+        t.receiver("/3", 1);
+        let s = t.sender("/3", 1, b"abc", 0, 0, true);
+        assert_eq!(t.refused(s), Some(503));
+        assert!(t.table.has_path("/3"), "the receiver still waits");
+    }
+
+    #[test]
+    fn max_parked_is_a_429_naming_the_limit() {
+        let mut t = T::new(SenderProgress::Auto);
+        t.w.park = false;
+        let r = t.receiver("/q", 1);
+        assert_eq!(t.refused(r), Some(429));
+        let msg = t.fx.iter().find_map(|e| match e {
+            Effect::Refuse { msg, .. } => Some(msg.clone()),
+            _ => None,
+        });
+        assert!(msg.unwrap().contains("(7)"));
+        assert!(!t.table.has_path("/q"));
+    }
+
+    #[test]
+    fn ephemeral_ids_are_spent_by_their_receiver() {
+        let mut t = T::new(SenderProgress::Auto);
+        let s = t.conn();
+        let req = Request {
+            token: s,
+            key: "/s/abc".into(),
+            n: 1,
+            minor: 1,
+            expect_continue: false,
+            side: Side::Sender(Box::new(Upload {
+                framing: BodyFraming::Length(2),
+                content_type: None,
+                content_disposition: None,
+                x_piping: Vec::new(),
+                multipart: None,
+                early: b"hi".to_vec(),
+            })),
+        };
+        t.table.open_ephemeral(
+            &mut t.w,
+            t.now,
+            req,
+            "abc".into(),
+            "http://x/s/abc",
+            &mut t.fx,
+        );
+        assert!(
+            t.got(s).contains("Ephemeral socket open with ID abc"),
+            "live without Expect"
+        );
+        let r = t.conn();
+        let req = Request {
+            token: r,
+            key: "/s/abc".into(),
+            n: 1,
+            minor: 1,
+            expect_continue: false,
+            side: Side::Receiver,
+        };
+        t.table
+            .receive_ephemeral(&mut t.w, t.now, req, "abc", &mut t.fx);
+        t.ready(r, Ready::WRITABLE);
+        assert!(t.got(r).ends_with("hi"));
+        let again = t.conn();
+        let req = Request {
+            token: again,
+            key: "/s/abc".into(),
+            n: 1,
+            minor: 1,
+            expect_continue: false,
+            side: Side::Receiver,
+        };
+        t.table
+            .receive_ephemeral(&mut t.w, t.now, req, "abc", &mut t.fx);
+        assert_eq!(t.refused(again), Some(404));
+    }
+}

@@ -122,6 +122,8 @@ impl Relay {
 
     /// Carry out what the core asked.
     fn apply(&mut self, ctx: &mut Ctx) {
+        #[cfg(debug_assertions)]
+        let touched: Vec<Token> = self.fx.iter().map(effect_token).collect();
         for e in self.fx.drain(..) {
             match e {
                 Effect::Refuse {
@@ -154,6 +156,27 @@ impl Relay {
                     ctx.reset(t, "cut (reset)");
                 }
             }
+        }
+        #[cfg(debug_assertions)]
+        self.check_links(ctx, &touched);
+    }
+
+    /// The links between the table and the connections agree, for the
+    /// connections an effect named: a connection is `State::Relay` of a
+    /// pipe exactly when the table lists it as that pipe's party.
+    #[cfg(debug_assertions)]
+    fn check_links(&self, ctx: &Ctx, tokens: &[Token]) {
+        for &t in tokens {
+            let conn_says = ctx.live(t).and_then(|c| match c.state {
+                State::Relay { pipe, role } => Some((pipe, role)),
+                _ => None,
+            });
+            assert_eq!(
+                conn_says,
+                self.table.party(t),
+                "connection {} and the pairing table disagree",
+                t.0
+            );
         }
     }
 
@@ -245,6 +268,17 @@ impl Relay {
         self.table
             .request(&mut CtxEnv { ctx }, now, req, &mut self.fx);
         self.apply(ctx);
+    }
+}
+
+/// The connection an effect is about.
+#[cfg(debug_assertions)]
+fn effect_token(e: &Effect) -> Token {
+    match e {
+        Effect::Refuse { token, .. }
+        | Effect::Joined { token, .. }
+        | Effect::Release { token, .. } => *token,
+        Effect::Park(t) | Effect::Unpark(t) | Effect::Close(t) | Effect::Reset(t) => *t,
     }
 }
 
