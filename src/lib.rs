@@ -41,9 +41,10 @@
 //! A module uses only modules of its own layer or below.
 //!
 //! - **Support** (no I/O, no protocol state): [`config`], [`ids`], [`json`],
-//!   [`form`], [`metrics`], [`hooks`], [`pages`].
+//!   [`form`], [`metrics`], [`hooks`].
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
-//!   bodies), [`ring`], [`timer`], [`wire`] (readiness, the stream trait),
+//!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
+//!   [`timer`], [`wire`] (readiness, the stream trait),
 //!   [`splice`], [`websocket::codec`] and [`websocket::hixie`],
 //!   [`sockjs::protocol`], [`events::sse`], and the relay's core
 //!   ([`relay::core`], [`relay::pump`]). Bytes and `now` in, results out;

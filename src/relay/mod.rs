@@ -10,6 +10,7 @@
 //! server-assigned IDs (`POST /`, `/reserve`).
 
 pub mod core;
+pub mod env;
 pub mod ephemeral;
 pub mod pump;
 

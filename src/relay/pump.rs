@@ -22,7 +22,7 @@ use crate::http::chunked::{ChunkEncoder, ChunkedDecoder};
 use crate::http::multipart::{self, MultipartScanner};
 use crate::http::request::BodyFraming;
 use crate::http::response::{self, LAST_CHUNK};
-use crate::relay::core::{sender_text, Effect, End, Env, Upload, PUMP_BUDGET};
+use crate::relay::env::{sender_text, Effect, End, Env, Role, Upload, PUMP_BUDGET};
 use crate::ring::Ring;
 #[cfg(target_os = "linux")]
 use crate::splice::{Fill, KernelPipe};
@@ -217,14 +217,14 @@ pub struct Flow {
 
 impl Flow {
     /// Which side `t` is on.
-    pub fn role_of(&self, t: Token) -> Option<super::core::Role> {
+    pub fn role_of(&self, t: Token) -> Option<Role> {
         if self.sender.as_ref().is_some_and(|s| s.token == t) {
-            Some(super::core::Role::Sender)
+            Some(Role::Sender)
         } else {
             self.receivers
                 .iter()
                 .any(|r| r.token == t)
-                .then_some(super::core::Role::Receiver)
+                .then_some(Role::Receiver)
         }
     }
 
