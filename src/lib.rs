@@ -41,7 +41,7 @@
 //! A module uses only modules of its own layer or below.
 //!
 //! - **Support** (no I/O, no protocol state): [`config`], [`ids`], [`json`],
-//!   [`form`], [`metrics`], [`hooks`].
+//!   [`form`], [`metrics`], [`hooks`], [`budget`].
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
 //!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
@@ -60,6 +60,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod config;
 pub mod events;
 pub mod form;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("form", 0),
     ("metrics", 0),
     ("hooks", 0),
+    ("budget", 0),
     // Sans-io edges.
     ("http", 1),
     ("pages", 1),

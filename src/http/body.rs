@@ -7,6 +7,7 @@
 //! until-close framing, and refuses a body past its limit without holding
 //! more than the limit. Bytes after the body belong to the next request.
 
+use crate::budget::Lease;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::BodyFraming;
 use crate::http::Head;
@@ -37,6 +38,8 @@ pub struct ShortBody {
     framing: Framing,
     body: Vec<u8>,
     limit: usize,
+    /// Its share of the budget all connections' bodies share.
+    lease: Lease,
 }
 
 /// How a body stands after some input.
@@ -48,6 +51,8 @@ pub enum Fed {
     Done(usize),
     /// The body passed the limit.
     TooLarge,
+    /// The budget every connection's bodies share is spent.
+    OverBudget,
     /// The framing is broken; the line says how.
     Bad(String),
 }
@@ -55,7 +60,12 @@ pub enum Fed {
 impl ShortBody {
     /// Start reading the body of `head`; `Err` with `413` and a line when
     /// its declared length is over `limit`.
-    pub fn new(head: Head, purpose: Purpose, limit: usize) -> Result<ShortBody, (u16, String)> {
+    pub fn new(
+        head: Head,
+        purpose: Purpose,
+        limit: usize,
+        lease: Lease,
+    ) -> Result<ShortBody, (u16, String)> {
         let framing = match head.framing {
             BodyFraming::None => Framing::Length(0),
             BodyFraming::Length(n) if n > limit as u64 => {
@@ -78,6 +88,7 @@ impl ShortBody {
             framing,
             body,
             limit,
+            lease,
         })
     }
 
@@ -101,13 +112,24 @@ impl ShortBody {
         &self.head
     }
 
-    /// The head, what the body is for, and the body.
+    /// The head, what the body is for, and the body (whose lease is given
+    /// back: the body is acted on at once).
     pub fn into_parts(self) -> (Head, Purpose, Vec<u8>) {
         (self.head, self.purpose, self.body)
     }
 
     /// Take body bytes from `input`.
     pub fn feed(&mut self, input: &[u8]) -> Fed {
+        let before = self.body.len();
+        let fed = self.decode(input);
+        let grew = self.body.len() - before;
+        if grew > 0 && !self.lease.grow(grew) {
+            return Fed::OverBudget;
+        }
+        fed
+    }
+
+    fn decode(&mut self, input: &[u8]) -> Fed {
         match &mut self.framing {
             Framing::Length(remaining) => {
                 let take = (*remaining).min(input.len() as u64) as usize;
@@ -155,6 +177,7 @@ impl ShortBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::Budget;
     use crate::http::{parse_head, Limits};
 
     fn head(extra: &str) -> Head {
@@ -178,7 +201,13 @@ mod tests {
         ];
         for (extra, wire, want) in cases {
             for k in 0..=wire.len() {
-                let mut b = ShortBody::new(head(extra), Purpose::Publish, 100).unwrap();
+                let mut b = ShortBody::new(
+                    head(extra),
+                    Purpose::Publish,
+                    100,
+                    Budget::new(1000).lease(),
+                )
+                .unwrap();
                 let (x, y) = wire.split_at(k);
                 let mut used_total = 0;
                 let mut done = false;
@@ -204,20 +233,23 @@ mod tests {
 
     #[test]
     fn limits_and_errors() {
-        assert_eq!(
-            ShortBody::new(head("Content-Length: 101\r\n"), Purpose::Signal, 100)
-                .unwrap_err()
-                .0,
-            413
-        );
-        let mut b =
-            ShortBody::new(head("Transfer-Encoding: chunked\r\n"), Purpose::Signal, 4).unwrap();
+        let budget = Budget::new(8);
+        let body = |extra: &str, limit| {
+            ShortBody::new(head(extra), Purpose::Signal, limit, budget.lease())
+        };
+        assert_eq!(body("Content-Length: 101\r\n", 100).unwrap_err().0, 413);
+        let mut b = body("Transfer-Encoding: chunked\r\n", 4).unwrap();
         assert_eq!(b.feed(b"5\r\nhello\r\n"), Fed::TooLarge);
-        let mut b =
-            ShortBody::new(head("Transfer-Encoding: chunked\r\n"), Purpose::Signal, 4).unwrap();
+        let mut b = body("Transfer-Encoding: chunked\r\n", 4).unwrap();
         assert!(matches!(b.feed(b"zz\r\n"), Fed::Bad(_)));
-        assert!(ShortBody::new(head(""), Purpose::Signal, 4)
-            .unwrap()
-            .is_empty());
+        assert!(body("", 4).unwrap().is_empty());
+        // Two bodies share the budget of 8 bytes; dropping one gives back.
+        let mut a = body("Content-Length: 6\r\n", 100).unwrap();
+        let mut c = body("Content-Length: 6\r\n", 100).unwrap();
+        assert_eq!(a.feed(b"123456"), Fed::Done(6));
+        assert_eq!(c.feed(b"123456"), Fed::OverBudget);
+        drop((a, c));
+        let mut c = body("Content-Length: 6\r\n", 100).unwrap();
+        assert_eq!(c.feed(b"123456"), Fed::Done(6));
     }
 }

@@ -21,6 +21,7 @@ use log::debug;
 use mio::Token;
 use slab::Slab;
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::http::response;
@@ -65,6 +66,8 @@ pub struct Ctx {
     pub hooks: Box<dyn Hooks>,
     /// A stop was asked for: no new long exchanges, no keep-alive.
     pub stopping: bool,
+    /// Bytes of messages being assembled whole, all connections together.
+    pub budget: Budget,
     dead: Vec<Token>,
     wake: Vec<Token>,
     parked_by_ip: HashMap<IpAddr, u32>,
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Ctx {
 impl Ctx {
     /// A context for `config`, its clock starting at `now`.
     pub fn new(config: Config, now: Instant, hooks: Box<dyn Hooks>) -> Ctx {
+        let budget = Budget::new(config.message_budget);
         Ctx {
             conns: Slab::new(),
             timers: TimerWheel::new(now, Duration::from_millis(10), 1024),
@@ -91,6 +95,7 @@ impl Ctx {
             scratch: vec![0; SCRATCH],
             hooks,
             stopping: false,
+            budget,
             dead: Vec::new(),
             wake: Vec::new(),
             parked_by_ip: HashMap::new(),

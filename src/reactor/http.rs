@@ -140,7 +140,8 @@ pub(crate) fn start_body(
     limit: usize,
 ) {
     let minor = head.minor;
-    let body = match ShortBody::new(head, purpose, limit) {
+    let lease = ctx.budget.lease();
+    let body = match ShortBody::new(head, purpose, limit, lease) {
         Ok(b) => b,
         Err(e) => return ctx.respond_error(t, minor, e.0, &e.1, false),
     };
@@ -220,6 +221,10 @@ fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                 return ctx.respond_error(t, minor, 413, &msg, false);
             }
             Fed::Bad(msg) => return ctx.respond_error(t, minor, 400, &msg, false),
+            Fed::OverBudget => {
+                let msg = "The relay holds as many message bytes as it allows; try again shortly.";
+                return ctx.respond_error(t, minor, 413, msg, false);
+            }
             Fed::Done(_) => {
                 let State::Http(Http::ReadingBody(body)) =
                     std::mem::replace(&mut conn.state, State::new())
