@@ -16,15 +16,13 @@
 //! long form (`soak_long`, ignored by default) is described in
 //! `docs/soak.md`.
 
-mod common;
-
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// How a sender frames its body.
 #[derive(Clone, Copy, Debug, PartialEq)]
