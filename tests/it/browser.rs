@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::support::Relay;
+use crate::support::relay::Relay;
 
 /// Debian's chromium (package `chromium`).
 const CHROMIUM: &str = "/usr/bin/chromium";

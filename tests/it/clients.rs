@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{curl::*, fs::*, http::*, net::*, payload::*, pipe::*, relay::*, sse::*};
 use weir::config::SenderProgress;
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*};
 
 /// Open an ephemeral socket with a declared body of `len` bytes; returns
 /// the socket (body not yet sent) and the ID from the open line.

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{http::*, net::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const STREAMING: &str = "weir_pipes{state=\"streaming\"}";

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const STREAMING: &str = "weir_pipes{state=\"streaming\"}";

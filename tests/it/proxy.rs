@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{http::*, payload::*, relay::*, sse::*, ws::*, DEADLINE};
 use weir::ws::OpCode;
 
 /// Debian's nginx (package `nginx`).

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::support::*;
+use crate::support::{http::*, net::*, relay::*, ws::*, DEADLINE};
 use weir::ws::OpCode;
 
 fn post(addr: SocketAddr, path: &str, ctype: &str, body: &str) -> Response {

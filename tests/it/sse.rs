@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::support::*;
+use crate::support::{http::*, net::*, relay::*, sse::*};
 use weir::json::{self, Value};
 
 fn obj(data: &str) -> Value {

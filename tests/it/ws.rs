@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use crate::support::{http::*, net::*, payload::*, relay::*, ws::*, DEADLINE};
 use weir::ws::OpCode;
 
 #[test]
