@@ -745,7 +745,7 @@ fn soak_ci() {
     let (seed, _report) = seeded("soak::soak_ci");
     let started = Instant::now();
     // Senders here pace themselves on their progress lines, with or
-    // without `Expect`: live lines for all (tests/pipes.rs covers the
+    // without `Expect`: live lines for all (the pipes tests cover the
     // held response).
     let relay = Relay::with(|c| c.sender_progress = weir::config::SenderProgress::Live);
     round(relay.addr, CI_PIPES, CI_MAX_SIZE, seed);
