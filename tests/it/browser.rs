@@ -18,8 +18,6 @@
 //! calls `runBrowserTest` with it, and a `#[test]` here calling
 //! [`run_script`] with the script and the npm files it needs.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,7 +25,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Relay;
+use crate::support::relay::Relay;
 
 /// Debian's chromium (package `chromium`).
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -2,12 +2,10 @@
 //! UTF-8 text and one `[ERROR] ` line; reserved paths, preflight and
 //! keep-alive behave as a browser or curl expects.
 
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const STREAMING: &str = "weir_pipes{state=\"streaming\"}";

@@ -33,16 +33,15 @@
 //! or that takes too many steps, fails.
 //!
 //! Every case is seeded: a failure prints its seed and
-//! `WEIR_SEED=<seed> cargo test --test sim` replays that one case.
+//! `WEIR_SEED=<seed> cargo test --test it sim::` replays that one case
+//! (`WEIR_SIM_TRACE=1` prints every effect and client move).
 //! `WEIR_SIM_CASES` sets how many cases a run makes (default 10,000).
-
-mod common;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{test_seed, Rng, SeedReport};
+use crate::support::seed::{test_seed, Rng, SeedReport};
 use mio::Token;
 use weir::config::SenderProgress;
 use weir::hooks::{DefaultHooks, Hooks};
@@ -441,7 +440,6 @@ struct Case {
     plans: Vec<Plan>,
     step: usize,
     fx: Vec<Effect>,
-    ttl: Duration,
     /// `WEIR_SIM_TRACE=1`: print every effect and client move.
     trace: bool,
     /// The upload limit (0 = none).
@@ -492,7 +490,6 @@ impl Case {
             plans: Vec::new(),
             step: 0,
             fx: Vec::new(),
-            ttl,
             rng,
             trace: std::env::var("WEIR_SIM_TRACE").is_ok(),
             max_upload,
@@ -1437,7 +1434,11 @@ fn simulation() {
     match std::env::var("WEIR_SEED") {
         Ok(_) => {
             let seed = test_seed();
-            let _report = SeedReport::new("simulation", seed);
+            eprintln!("sim::simulation: seed {seed}");
+            let _report = SeedReport {
+                name: "sim::simulation",
+                seed,
+            };
             let steps = run_case(seed);
             eprintln!("simulation: {steps} steps");
         }
@@ -1446,7 +1447,7 @@ fn simulation() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(test_seed);
-            let _report = SeedReport::new("simulation (base)", base);
+            eprintln!("sim::simulation: base seed {base} (WEIR_SIM_BASE={base} runs these cases again)");
             let mut seeds = Rng::new(base);
             let mut steps = 0;
             for _ in 0..cases {
@@ -1456,7 +1457,10 @@ fn simulation() {
                     steps += n;
                 }
                 if let Err(e) = r {
-                    eprintln!("simulation case FAILED: replay with WEIR_SEED={seed} cargo test --test sim");
+                    eprintln!(
+                        "sim::simulation case FAILED: replay with \
+                         WEIR_SEED={seed} cargo test --test it sim::"
+                    );
                     std::panic::resume_unwind(e);
                 }
             }

@@ -2,14 +2,12 @@
 //! and its resident set stays where it was. Flow control, not memory, holds
 //! the sender back.
 
-mod common;
-
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const LEN: usize = 256 << 20;

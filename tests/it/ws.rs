@@ -1,12 +1,10 @@
 //! WebSocket pipes and the echo endpoint (spec §5), with real sockets.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, relay::*, ws::*, DEADLINE};
 use weir::websocket::codec::OpCode;
 
 #[test]

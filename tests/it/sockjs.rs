@@ -1,13 +1,11 @@
 //! SockJS (spec §5): every transport against the reference services,
 //! heartbeats and the disconnect delay with short values, and bridging.
 
-mod common;
-
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::*;
+use crate::support::{http::*, net::*, relay::*, ws::*, DEADLINE};
 use weir::websocket::codec::OpCode;
 
 fn post(addr: SocketAddr, path: &str, ctype: &str, body: &str) -> Response {

@@ -1,16 +1,14 @@
 //! Ephemeral sockets (spec §2): server-assigned IDs, reservations, limits,
 //! hooks. Real sockets on 127.0.0.1.
 
-mod common;
-
-#[path = "../examples/embed.rs"]
+#[path = "../../examples/embed.rs"]
 mod embed;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*};
 
 /// Open an ephemeral socket with a declared body of `len` bytes; returns
 /// the socket (body not yet sent) and the ID from the open line.

@@ -11,13 +11,11 @@
 //! - `--max-parked-per-ip`: one address cannot hold every path; past the
 //!   limit a party that would wait is answered `429`.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const STREAMING: &str = "weir_pipes{state=\"streaming\"}";

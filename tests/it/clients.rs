@@ -4,14 +4,12 @@
 //! pipelining, the end of the shutdown grace, and what curl's exit status
 //! says after a failed transfer.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{curl::*, fs::*, http::*, net::*, payload::*, pipe::*, relay::*, sse::*};
 use weir::config::SenderProgress;
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";

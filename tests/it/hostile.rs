@@ -5,13 +5,11 @@
 //! connection is closed within a deadline, then that `GET /healthz` still
 //! works and that nothing is left open (`assert_idle`).
 
-mod common;
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const STREAMING: &str = "weir_pipes{state=\"streaming\"}";

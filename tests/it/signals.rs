@@ -1,14 +1,12 @@
 //! A clean stop on SIGTERM: no new connections, waiting clients told,
 //! running transfers finish within the grace period, then the process exits.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")

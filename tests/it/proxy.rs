@@ -25,15 +25,13 @@
 //! passes, so `cargo test` works with only Rust and curl; with
 //! `WEIR_NGINX_TESTS=1` (CI, which installs nginx) it fails instead.
 
-mod common;
-
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, payload::*, relay::*, sse::*, ws::*, DEADLINE};
 use weir::websocket::codec::OpCode;
 
 /// Debian's nginx (package `nginx`).
@@ -43,7 +41,7 @@ const NGINX: &str = "/usr/sbin/nginx";
 const REQUIRE_VAR: &str = "WEIR_NGINX_TESTS";
 
 /// The recipe users copy; the `recipe` configuration is built from it.
-const RECIPE: &str = include_str!("../deploy/nginx.conf");
+const RECIPE: &str = include_str!("../../deploy/nginx.conf");
 /// The recipe's listen line and upstream address, replaced by the test.
 const RECIPE_LISTEN: &str = "listen 80;";
 const RECIPE_UPSTREAM: &str = "127.0.0.1:8080";

@@ -5,14 +5,12 @@
 //! Every scenario ends with `assert_idle`: the relay holds no connection and
 //! no pipe once the clients are gone.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{curl::*, fs::*, http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 const CUT: &str = "weir_transfers_total{outcome=\"cut\"}";

@@ -1,11 +1,9 @@
 //! Signal swarms and event topics over Server-Sent Events (spec §3, §4).
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use crate::support::{http::*, net::*, relay::*, sse::*};
 use weir::json::{self, Value};
 
 fn obj(data: &str) -> Value {

@@ -16,15 +16,13 @@
 //! long form (`soak_long`, ignored by default) is described in
 //! `docs/soak.md`.
 
-mod common;
-
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, seed::*, DEADLINE};
 
 /// How a sender frames its body.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -729,6 +727,14 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The seed for the test `name`, printed now, and again with how to
+/// replay it if the test fails.
+fn seeded(name: &'static str) -> (u64, SeedReport) {
+    let seed = test_seed();
+    eprintln!("{name}: seed {seed} (replay with WEIR_SEED={seed})");
+    (seed, SeedReport { name, seed })
+}
+
 // --- Tests -----------------------------------------------------------------------
 
 const CI_PIPES: usize = 60;
@@ -736,11 +742,10 @@ const CI_MAX_SIZE: u64 = 2 << 20;
 
 #[test]
 fn soak_ci() {
-    let seed = test_seed();
-    let _report = SeedReport::new("soak_ci", seed);
+    let (seed, _report) = seeded("soak::soak_ci");
     let started = Instant::now();
     // Senders here pace themselves on their progress lines, with or
-    // without `Expect`: live lines for all (tests/pipes.rs covers the
+    // without `Expect`: live lines for all (the pipes tests cover the
     // held response).
     let relay = Relay::with(|c| c.sender_progress = weir::config::SenderProgress::Live);
     round(relay.addr, CI_PIPES, CI_MAX_SIZE, seed);
@@ -757,8 +762,7 @@ fn soak_ci() {
 fn soak_rss_back_near_idle() {
     /// What the relay may keep after a round: spare rings, grown tables.
     const SLACK_KIB: u64 = 4096;
-    let seed = test_seed();
-    let _report = SeedReport::new("soak_rss_back_near_idle", seed);
+    let (seed, _report) = seeded("soak::soak_rss_back_near_idle");
     let weir = Binary::start(&["--sender-progress", "live"]);
     assert_serves(weir.addr);
     let idle = weir.rss_kib();
@@ -779,8 +783,7 @@ fn soak_long() {
     let pipes = env_or("WEIR_SOAK_PIPES", 200) as usize;
     let secs = env_or("WEIR_SOAK_SECS", 300);
     let max_size = env_or("WEIR_SOAK_MAX_BYTES", 8 << 20);
-    let seed = test_seed();
-    let _report = SeedReport::new("soak_long", seed);
+    let (seed, _report) = seeded("soak::soak_long");
     // No per-address cap: every client of the soak comes from 127.0.0.1.
     let weir = Binary::start(&["--max-parked-per-ip", "0", "--sender-progress", "live"]);
     assert_serves(weir.addr);
