@@ -367,3 +367,64 @@ fn a_thousand_subscribers_all_receive_an_event() {
     drop(subs);
     relay.assert_idle();
 }
+
+/// Bodies being read whole share one budget (`--message-budget`): when
+/// others hold it, a post gets `413` saying so, and the budget comes back
+/// when they finish or leave.
+#[test]
+fn posts_share_the_message_budget() {
+    let relay = Relay::with(|c| {
+        c.message_budget = 64 * 1024;
+        c.event_body_limit = 60 * 1024;
+    });
+    // A post that sends 50 KB of its 60 KB and waits holds 50 KB.
+    let mut holder = connect(relay.addr);
+    write!(
+        holder,
+        "POST /events/b HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        60 * 1024
+    )
+    .unwrap();
+    holder.write_all(&vec![b'a'; 50 * 1024]).unwrap();
+    // Another 20 KB post does not fit beside it.
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    let refused = loop {
+        let r = exchange(
+            relay.addr,
+            format!(
+                "POST /events/b HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{}",
+                "b".repeat(20 * 1024),
+                n = 20 * 1024
+            )
+            .as_bytes(),
+        );
+        // The holder's bytes may still be on their way to the relay.
+        if r.status == 413 || std::time::Instant::now() > deadline {
+            break r;
+        }
+    };
+    assert_error(&refused, 413);
+    assert!(
+        refused.text().contains("as many message bytes as it allows"),
+        "{}",
+        refused.text()
+    );
+    // The holder leaves: its share comes back.
+    drop(holder);
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    loop {
+        let r = exchange(
+            relay.addr,
+            format!(
+                "POST /events/b HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{}",
+                "c".repeat(20 * 1024),
+                n = 20 * 1024
+            )
+            .as_bytes(),
+        );
+        if r.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the budget never came back");
+    }
+}
