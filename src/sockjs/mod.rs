@@ -220,10 +220,7 @@ impl SockJs {
     pub fn ready(&mut self, ctx: &mut Ctx, ws: &mut WebSockets, t: Token) {
         match ctx.live(t).map(|c| &c.state) {
             Some(State::SockJs(SockJsConn::Recv(_))) => self.recv_event(ctx, t),
-            Some(State::SockJs(SockJsConn::Ws(_))) => {
-                ws.drive(ctx, t);
-                self.settle(ctx, ws);
-            }
+            Some(State::SockJs(SockJsConn::Ws(_))) => self.drive_ws(ctx, ws, t),
             _ => {}
         }
     }
@@ -298,6 +295,18 @@ impl SockJs {
         body: Vec<u8>,
     ) {
         self.deliver_body(ctx, ws, t, head, body);
+        self.settle(ctx, ws);
+    }
+
+    /// Drive one of this family's WebSockets: write, let its session's
+    /// frames move to it while it has room, then read it.
+    fn drive_ws(&mut self, ctx: &mut Ctx, ws: &mut WebSockets, t: Token) {
+        if ws.drive_writes(ctx, t) {
+            // The session's frames go before whatever the read answers
+            // (pongs, echoes).
+            self.settle(ctx, ws);
+            ws.drive_reads(ctx, t);
+        }
         self.settle(ctx, ws);
     }
 

@@ -71,7 +71,7 @@ impl SockJs {
                 self.pump(ctx, ws, k);
             }
         }
-        ws.drive(ctx, t);
+        self.drive_ws(ctx, ws, t);
     }
 
     /// `/websocket`: a raw WebSocket member of the channel (the test
@@ -111,7 +111,7 @@ impl SockJs {
                 websocket::attach(ctx, t, State::WebSocket(Box::new(conn)));
             }
         }
-        ws.drive(ctx, t);
+        self.drive_ws(ctx, ws, t);
     }
 
     /// A WebSocket member sent messages (read by the websocket family).

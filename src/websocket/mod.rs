@@ -293,19 +293,43 @@ impl WebSockets {
     /// Readiness for a WebSocket connection: write what is queued for it,
     /// resume what waited for room in its queue, read and relay its frames.
     pub fn drive(&mut self, ctx: &mut Ctx, t: Token) {
-        let Some((mut side, _)) = parts(&mut ctx.conns, t) else {
+        if let Some((reads, waiting)) = self.drive_out(ctx, t) {
+            self.drive_in(ctx, t, reads, waiting);
+        }
+    }
+
+    /// The first half of [`drive`](Self::drive), for the sockjs family,
+    /// which moves its session's frames to the socket (on the
+    /// `Report::Room` this pushes) before the socket is read: write what
+    /// is queued, resume what waited for room. Returns whether
+    /// [`drive_reads`](Self::drive_reads) should follow.
+    pub fn drive_writes(&mut self, ctx: &mut Ctx, t: Token) -> bool {
+        self.drive_out(ctx, t).is_some()
+    }
+
+    /// The second half of [`drive`](Self::drive): read and relay frames.
+    pub fn drive_reads(&mut self, ctx: &mut Ctx, t: Token) {
+        let Some((_, ws)) = parts(&mut ctx.conns, t) else {
             return;
         };
+        let reads = !ws.failed && (ws.open() || ws.close_out == CloseOut::Sent);
+        let waiting = matches!(ws.mode, WsMode::Waiting(_)) && ws.open();
+        self.drive_in(ctx, t, reads, waiting);
+    }
+
+    /// Steps 1 and 2 of a drive. `Some((reads, waiting))` for step 3,
+    /// `None` when the connection ended or its handshake finished.
+    fn drive_out(&mut self, ctx: &mut Ctx, t: Token) -> Option<(bool, bool)> {
+        let (mut side, _) = parts(&mut ctx.conns, t)?;
         // 1. Write what is queued for it.
         if side.flush().is_err() {
-            return self.gone(ctx, t, "websocket client left");
+            self.gone(ctx, t, "websocket client left");
+            return None;
         }
         if self.release_close(ctx, t) || self.done(ctx, t) {
-            return;
+            return None;
         }
-        let Some((side, ws)) = parts(&mut ctx.conns, t) else {
-            return;
-        };
+        let (side, ws) = parts(&mut ctx.conns, t)?;
         let mode = ws.mode.clone();
         let reads = !ws.failed && (ws.open() || ws.close_out == CloseOut::Sent);
         let waiting = matches!(mode, WsMode::Waiting(_)) && ws.open();
@@ -334,12 +358,16 @@ impl WebSockets {
                 }
             }
         }
-        // 3. Read and relay its frames.
+        Some((reads, waiting))
+    }
+
+    /// Step 3 of a drive: read and relay its frames; a waiting peer is not
+    /// read, but its leaving is noticed.
+    fn drive_in(&mut self, ctx: &mut Ctx, t: Token, reads: bool, waiting: bool) {
         let Some((side, _)) = parts(&mut ctx.conns, t) else {
             return;
         };
         if waiting {
-            // Unread while it waits; still notice it leave.
             if side.ready.hung_up() && !side.out.is_pending() {
                 self.gone(ctx, t, "websocket client left");
             }
@@ -449,8 +477,10 @@ impl WebSockets {
 
     /// Whether `t` is a WebSocket whose queue has room (under
     /// [`WS_QUEUE`]) for more frames.
-    pub fn room(ctx: &mut Ctx, t: Token) -> bool {
-        parts(&mut ctx.conns, t).is_some_and(|(side, ws)| ws.queued(side.out) < WS_QUEUE)
+    pub fn room(ctx: &Ctx, t: Token) -> bool {
+        ctx.live(t)
+            .and_then(|c| Some((c.state.websocket()?, &c.out)))
+            .is_some_and(|(ws, out)| ws.queued(out) < WS_QUEUE)
     }
 
     /// A message from another member of a channel to member `t`: queued,
