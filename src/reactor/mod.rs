@@ -471,9 +471,8 @@ impl Server {
                 }
                 Timer::Relay(rt) => self.fam.relay.timer(&mut self.ctx, rt, handle),
                 Timer::SockJs(k) => {
-                    let fam = &mut self.fam;
-                    fam.sockjs
-                        .session_timer(&mut self.ctx, &mut fam.ws, k, handle)
+                    let Families { sockjs, ws, .. } = &mut self.fam;
+                    sockjs.session_timer(&mut self.ctx, ws, k, handle);
                 }
                 Timer::Conn(token) => {
                     if self.ctx.take_timer(token, handle) {

@@ -20,11 +20,13 @@
 //! paths ([`WebSockets`]); a connection's own state is its [`WsConn`], in
 //! `State::WebSocket`. The sockjs family drives its own WebSockets (a
 //! session's socket, a raw channel member; `State::SockJs`) through the
-//! same methods, and what concerns it comes back as [`Report`]s, which it
-//! takes with [`WebSockets::take_report`]: the messages a read completed
-//! (handed on before the read's end is acted on, [`WebSockets::end_read`]),
-//! a queue that has room again, a connection that ended. This family never
-//! calls into sockjs.
+//! same methods (its readiness in two halves, [`WebSockets::drive_writes`]
+//! and [`WebSockets::drive_reads`], so that its session's frames reach the
+//! socket between them), and what concerns it comes back as [`Report`]s,
+//! which it takes with [`WebSockets::take_report`]: the messages a read
+//! completed (handed on before the read's end is acted on,
+//! [`WebSockets::end_read`]), a queue that has room again, a connection
+//! that ended. This family never calls into sockjs.
 //!
 //! Every incoming frame passes the codec's checks ([`codec`]): masking,
 //! RSV bits, opcodes, control frame rules, fragmentation order, sizes, and

@@ -57,9 +57,12 @@ impl Side<'_> {
     }
 }
 
+/// A WebSocket connection borrowed apart: its socket side, its `WsConn`.
+pub(super) type Parts<'a> = (Side<'a>, &'a mut WsConn);
+
 /// Borrow a connection apart: its socket side and its `WsConn`. `None`
 /// when it carries no WebSocket (it is dead, or was never one).
-pub(super) fn split(conn: &mut Conn) -> Option<(Side<'_>, &mut WsConn)> {
+pub(super) fn split(conn: &mut Conn) -> Option<Parts<'_>> {
     let Conn {
         sock,
         ready,
@@ -81,7 +84,7 @@ pub(super) fn split(conn: &mut Conn) -> Option<(Side<'_>, &mut WsConn)> {
 }
 
 /// `t`'s socket side and `WsConn`.
-pub(super) fn parts(conns: &mut Slab<Conn>, t: Token) -> Option<(Side<'_>, &mut WsConn)> {
+pub(super) fn parts(conns: &mut Slab<Conn>, t: Token) -> Option<Parts<'_>> {
     conns.get_mut(t.0).and_then(split)
 }
 
@@ -105,12 +108,11 @@ pub(super) fn pipe_peer(conns: &Slab<Conn>, t: Token, mode: &WsMode) -> Option<T
 
 /// `t`'s connection and, if `peer` is a WebSocket bridged to `t`, the
 /// peer's, both borrowed apart.
-#[allow(clippy::type_complexity)]
 fn with_peer(
     conns: &mut Slab<Conn>,
     t: Token,
     peer: Option<Token>,
-) -> Option<((Side<'_>, &mut WsConn), Option<(Side<'_>, &mut WsConn)>)> {
+) -> Option<(Parts<'_>, Option<Parts<'_>>)> {
     if let Some(p) = peer.filter(|p| *p != t && is_peer_of(conns, *p, t)) {
         if conns.contains(t.0) {
             let (me, other) = conns.get2_mut(t.0, p.0)?;
@@ -347,11 +349,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
             }
             if last {
                 let cur = std::mem::replace(&mut ws.cur, Cur::None);
-                let completed = match ws.proto {
-                    Proto::Rfc6455 { ref mut msgs, .. } => msgs.on_frame_end(),
-                    Proto::Hixie76 { .. } => Ok(None),
-                };
-                match completed {
+                match msgs.on_frame_end() {
                     Err(e) => return Some(Stop::Failed(e)),
                     Ok(Some(Completed::Ping(p))) => {
                         // After our close, nothing more is sent.
