@@ -223,6 +223,17 @@ impl OutBuf {
         }
     }
 
+    /// A queue that is topped up while it drains (a WebSocket's, an event
+    /// stream's) may never empty: drop the written part once it is the
+    /// larger half, so that memory follows what is pending, not what was
+    /// ever queued.
+    fn compact(&mut self) {
+        if self.pos >= 32 * 1024 && self.pos * 2 >= self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
     /// Write what is queued while the writable bit is set, keeping the
     /// readiness rules. `Ok(true)` when nothing is left.
     pub fn flush_to(&mut self, w: &mut dyn Write, ready: &mut Readiness) -> io::Result<bool> {
@@ -235,6 +246,7 @@ impl OutBuf {
                 Ok(n) => self.pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready.event.remove(Ready::WRITABLE);
+                    self.compact();
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -349,6 +361,46 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Takes `n` bytes per edge, then blocks.
+    struct Slow {
+        n: usize,
+        took: bool,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if std::mem::replace(&mut self.took, true) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(b.len().min(self.n))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_queue_topped_up_while_it_drains_does_not_grow() {
+        let mut out = OutBuf::default();
+        let mut w = Slow {
+            n: 48 * 1024,
+            took: false,
+        };
+        let mut ready = Readiness::default();
+        let piece = vec![7u8; 40 * 1024];
+        out.push(&piece);
+        for _ in 0..1000 {
+            // 40 KiB in, 48 KiB out per round, never quite empty.
+            out.push(&piece);
+            ready.event.insert(Ready::WRITABLE);
+            w.took = false;
+            assert!(!out.flush_to(&mut w, &mut ready).unwrap());
+            out.push(&piece[..8 * 1024]);
+        }
+        assert!(out.pending() < 256 * 1024);
+        assert!(out.buf.len() < 512 * 1024, "{} bytes held", out.buf.len());
     }
 
     #[test]

@@ -83,6 +83,31 @@ impl State {
     pub fn is_dead(&self) -> bool {
         matches!(self, State::Dead)
     }
+
+    /// The WebSocket this connection carries, whichever family owns it
+    /// (a pipe or echo socket, or a SockJS session's or channel member's).
+    pub fn websocket(&self) -> Option<&WsConn> {
+        match self {
+            State::WebSocket(ws) | State::SockJs(SockJsConn::Ws(ws)) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket this connection carries, to change in place.
+    pub fn websocket_mut(&mut self) -> Option<&mut WsConn> {
+        match self {
+            State::WebSocket(ws) | State::SockJs(SockJsConn::Ws(ws)) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket a state held (one given back by `Ctx::kill`).
+    pub fn into_websocket(self) -> Option<Box<WsConn>> {
+        match self {
+            State::WebSocket(ws) | State::SockJs(SockJsConn::Ws(ws)) => Some(ws),
+            _ => None,
+        }
+    }
 }
 
 impl Default for State {

@@ -377,7 +377,7 @@ impl Server {
             Family::Relay(pipe) => fam.relay.ready(ctx, t, pipe),
             Family::Events => fam.events.ready(ctx, t),
             Family::WebSocket => fam.ws.ready(ctx, t),
-            Family::SockJs => fam.sockjs.ready(ctx, t),
+            Family::SockJs => fam.sockjs.ready(ctx, &mut fam.ws, t),
         }
     }
 
@@ -393,7 +393,7 @@ impl Server {
             Family::Relay(_) => {}
             Family::Events => fam.events.timer(ctx, t),
             Family::WebSocket => fam.ws.timer(ctx, t),
-            Family::SockJs => fam.sockjs.timer(ctx, t),
+            Family::SockJs => fam.sockjs.timer(ctx, &mut fam.ws, t),
         }
     }
 
@@ -412,7 +412,7 @@ impl Server {
             Family::Http | Family::Relay(_) => {}
             Family::Events => fam.events.shutdown(ctx, t),
             Family::WebSocket => fam.ws.shutdown(ctx, t),
-            Family::SockJs => fam.sockjs.shutdown(ctx, t),
+            Family::SockJs => fam.sockjs.shutdown(ctx, &mut fam.ws, t),
         }
     }
 
@@ -428,7 +428,7 @@ impl Server {
             State::Relay { pipe, .. } => fam.relay.closed(ctx, t, pipe),
             State::Events(stream) => fam.events.closed(ctx, t, stream),
             State::WebSocket(ws) => fam.ws.closed(ctx, t, ws),
-            State::SockJs(c) => fam.sockjs.closed(ctx, t, c),
+            State::SockJs(c) => fam.sockjs.closed(ctx, &mut fam.ws, t, c),
         }
     }
 
@@ -470,7 +470,10 @@ impl Server {
                     }
                 }
                 Timer::Relay(rt) => self.fam.relay.timer(&mut self.ctx, rt, handle),
-                Timer::SockJs(k) => self.fam.sockjs.session_timer(&mut self.ctx, k, handle),
+                Timer::SockJs(k) => {
+                    let Families { sockjs, ws, .. } = &mut self.fam;
+                    sockjs.session_timer(&mut self.ctx, ws, k, handle);
+                }
                 Timer::Conn(token) => {
                     if self.ctx.take_timer(token, handle) {
                         self.conn_timer(token);

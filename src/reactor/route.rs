@@ -59,7 +59,12 @@ impl Families {
             Vec::new()
         };
         if head.path.starts_with("/sockjs/") {
-            return self.sockjs.request(ctx, token, head, early);
+            // A send request's body is read here, then handed back.
+            if let Some(b) = self.sockjs.request(ctx, &mut self.ws, token, head, early) {
+                let purpose = Purpose::SockJsSend;
+                phases::start_body(ctx, self, token, b.head, b.early, purpose, b.limit);
+            }
+            return;
         }
         // A body we do not consume must not be read as the next request.
         let keep = head.keep_alive && !head.has_body() && !ctx.stopping;
@@ -250,7 +255,7 @@ impl Families {
         match purpose {
             Purpose::Signal => self.events.signal_post(ctx, t, head, body),
             Purpose::Publish => self.events.topic_publish(ctx, t, head, body),
-            Purpose::SockJsSend => self.sockjs.send_body(ctx, t, head, body),
+            Purpose::SockJsSend => self.sockjs.send_body(ctx, &mut self.ws, t, head, body),
         }
     }
 

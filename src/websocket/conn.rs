@@ -2,8 +2,15 @@
 //! wire protocol (RFC 6455 or hixie-76), its input buffer, and its side of
 //! the close handshake. The websocket family drives it; the type itself
 //! does no I/O.
-
-#![allow(missing_docs)]
+//!
+//! It lives in the connection's state: `State::WebSocket` for a pipe or
+//! echo socket, `State::SockJs(SockJsConn::Ws)` for a SockJS session's
+//! socket or a raw channel member (its [`WsMode`] says which).
+//!
+//! Memory (R10): the 64 KiB input buffer ([`WS_INBUF`]) is allocated when
+//! the connection is first read from its socket (bridged, echo, SockJS),
+//! not at the upgrade: a pipe peer waiting for its other end holds only the
+//! few bytes that came with its head, if any.
 
 use std::time::Duration;
 
@@ -11,6 +18,7 @@ use mio::Token;
 
 use super::codec::{FrameParser, MessageState, OpCode, Role};
 use super::hixie;
+use crate::wire::OutBuf;
 
 /// Bytes one connection's outbound queue may hold. Past it, whatever fills
 /// the queue stops: the connection itself is not read (its pongs and
@@ -19,7 +27,7 @@ use super::hixie;
 /// others write to is closed as too slow.
 pub const WS_QUEUE: usize = 256 * 1024;
 
-/// Input buffer per WebSocket connection.
+/// Input buffer per WebSocket connection that is being read.
 pub const WS_INBUF: usize = 64 * 1024;
 
 /// How long weir waits for the peer's close frame after sending its own
@@ -41,10 +49,18 @@ pub enum WsMode {
     /// Echoes every message.
     Echo,
     /// Carries the SockJS session with this slab key (messages are
-    /// assembled and parsed as SockJS frames).
+    /// assembled and handed to the sockjs family).
     SockJs(usize),
-    /// A raw WebSocket member of a SockJS channel.
+    /// A raw WebSocket member of this SockJS channel.
     Raw(String),
+}
+
+impl WsMode {
+    /// Whether the sockjs family owns a connection in this mode (its
+    /// messages and its end are reported to that family).
+    pub fn is_sockjs(&self) -> bool {
+        matches!(self, WsMode::SockJs(_) | WsMode::Raw(_))
+    }
 }
 
 /// Which handshake a WebSocket was opened with.
@@ -64,11 +80,13 @@ pub enum Handshake {
 
 /// The wire protocol's reading state.
 #[derive(Debug)]
-pub enum Proto {
+pub(super) enum Proto {
+    /// RFC 6455: frames, then messages.
     Rfc6455 {
         parser: FrameParser,
         msgs: MessageState,
     },
+    /// hixie-76: text frames, each one a message.
     Hixie76 {
         dec: hixie::Decoder,
         /// Still reading key3: the numbers, the bytes so far and how many.
@@ -78,15 +96,15 @@ pub enum Proto {
 
 /// A frame being echoed, held until complete.
 #[derive(Debug)]
-pub struct HeldFrame {
-    fin: bool,
-    opcode: OpCode,
-    data: Vec<u8>,
+pub(super) struct HeldFrame {
+    pub(super) fin: bool,
+    pub(super) opcode: OpCode,
+    pub(super) data: Vec<u8>,
 }
 
 /// What happens to the data frame being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cur {
+pub(super) enum Cur {
     /// No data frame (between frames, or a control frame).
     None,
     /// Streamed to the pipe peer (its header is written there).
@@ -101,7 +119,7 @@ pub enum Cur {
 
 /// Our side of the close handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseOut {
+pub(super) enum CloseOut {
     /// No close frame queued.
     Open,
     /// A close is due, but the connection's output is inside a forwarded
@@ -114,45 +132,51 @@ pub enum CloseOut {
 /// Per-connection WebSocket state.
 #[derive(Debug)]
 pub struct WsConn {
+    /// What the connection is for.
     pub mode: WsMode,
-    proto: Proto,
-    inbuf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    held: Option<HeldFrame>,
+    pub(super) proto: Proto,
+    /// Unread input is `inbuf[start..end]`. Until the connection is first
+    /// read from its socket this holds only the bytes that came with the
+    /// head (often none); [`WS_INBUF`] bytes are allocated then (R10).
+    pub(super) inbuf: Box<[u8]>,
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) held: Option<HeldFrame>,
     /// Payload bytes of a forwarded frame this connection still has to
     /// receive into its `out`: while non-zero its output is mid-frame and
     /// no other frame may be written to it.
-    owed: u64,
-    close_out: CloseOut,
+    pub(super) owed: u64,
+    pub(super) close_out: CloseOut,
     /// The peer's close frame was read.
-    close_in: bool,
+    pub(super) close_in: bool,
     /// The peer broke the protocol: nothing more is parsed; after our
     /// close the connection lingers (drains without parsing) and ends.
-    failed: bool,
-    cur: Cur,
+    pub(super) failed: bool,
+    pub(super) cur: Cur,
     /// SockJS modes: the message being assembled, and complete ones.
-    msg: Vec<u8>,
-    inbox: Vec<String>,
+    pub(super) msg: Vec<u8>,
+    pub(super) inbox: Vec<String>,
     /// The payload of the latest ping not yet answered: its pong waits
     /// for room in the queue (and for the output to be between frames).
     /// Only the latest ping is answered (RFC 6455 §5.5.3 allows it), so
     /// pings cost at most one pong.
-    pong: Option<Vec<u8>>,
+    pub(super) pong: Option<Vec<u8>>,
     /// hixie-76: frames queued before the challenge answer could be
     /// written (it needs key3, which may come after our `101` head).
-    held_out: Vec<u8>,
+    pub(super) held_out: Vec<u8>,
     /// The parser said `NeedMore` for what is buffered.
-    need_input: bool,
+    pub(super) need_input: bool,
 }
 
 impl WsConn {
-    fn new(mode: WsMode, max_message: u64, early: &[u8], hs: Handshake) -> WsConn {
-        let mut inbuf = vec![0u8; WS_INBUF].into_boxed_slice();
+    /// A WebSocket in `mode` whose `101` head (for `hs`) is written;
+    /// `early` are bytes the client sent right behind its head.
+    pub fn new(mode: WsMode, max_message: u64, early: &[u8], hs: Handshake) -> WsConn {
         // The client should wait for 101, but any early bytes are frames
-        // (or, for hixie-76, key3 and frames).
+        // (or, for hixie-76, key3 and frames). They are kept as they are;
+        // the full input buffer waits until the socket is read (R10).
         let n = early.len().min(WS_INBUF);
-        inbuf[..n].copy_from_slice(&early[..n]);
+        let inbuf: Box<[u8]> = early[..n].into();
         let proto = match hs {
             Handshake::Rfc6455 => Proto::Rfc6455 {
                 parser: FrameParser::new(Role::Server, max_message),
@@ -184,16 +208,70 @@ impl WsConn {
     }
 
     /// Neither side has started the close handshake.
-    fn open(&self) -> bool {
+    pub fn open(&self) -> bool {
         self.close_out == CloseOut::Open && !self.close_in && !self.failed
     }
 
-    fn hixie(&self) -> bool {
+    /// Opened with a hixie-76 handshake.
+    pub(super) fn hixie(&self) -> bool {
         matches!(self.proto, Proto::Hixie76 { .. })
     }
 
     /// Still waiting for hixie-76's key3: output goes to `held_out`.
-    fn awaiting_key3(&self) -> bool {
+    pub(super) fn awaiting_key3(&self) -> bool {
         matches!(self.proto, Proto::Hixie76 { key3: Some(_), .. })
+    }
+
+    /// Whether the full input buffer is there (the socket has been read).
+    pub fn has_input_buffer(&self) -> bool {
+        self.inbuf.len() == WS_INBUF
+    }
+
+    /// Before a read from the socket, with nothing unread left: the full
+    /// input buffer (R10: allocated here, the first time).
+    pub(super) fn input_buffer(&mut self) -> &mut [u8] {
+        debug_assert!(self.start >= self.end);
+        if self.inbuf.len() < WS_INBUF {
+            self.inbuf = vec![0u8; WS_INBUF].into_boxed_slice();
+        }
+        &mut self.inbuf
+    }
+
+    /// Bytes queued for this connection and not yet written, given its
+    /// connection's output.
+    pub(super) fn queued(&self, out: &OutBuf) -> usize {
+        out.pending() + self.held_out.len()
+    }
+
+    /// Where frames for this connection go: its output, or, during a
+    /// hixie-76 handshake, the bytes held until the challenge answer.
+    pub(super) fn out_of<'a>(&'a mut self, out: &'a mut OutBuf) -> &'a mut Vec<u8> {
+        if self.awaiting_key3() {
+            &mut self.held_out
+        } else {
+            out.buf()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_socket_holds_no_input_buffer() {
+        let ws = WsConn::new(
+            WsMode::Waiting("/x".into()),
+            1 << 20,
+            b"",
+            Handshake::Rfc6455,
+        );
+        assert_eq!(ws.inbuf.len(), 0);
+        assert!(!ws.has_input_buffer());
+        let mut ws = WsConn::new(WsMode::Echo, 1 << 20, b"\x81\x80", Handshake::Rfc6455);
+        assert_eq!(&ws.inbuf[ws.start..ws.end], b"\x81\x80");
+        ws.start = ws.end;
+        assert_eq!(ws.input_buffer().len(), WS_INBUF);
+        assert!(ws.has_input_buffer());
     }
 }
