@@ -45,10 +45,11 @@
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
 //!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
-//!   [`splice`], [`websocket::codec`] and [`websocket::hixie`],
-//!   [`sockjs::protocol`], [`events::sse`], and the relay's core
-//!   ([`relay::core`], [`relay::pump`]). Bytes and `now` in, results out;
-//!   each parser has a fuzz target.
+//!   [`splice`], [`websocket::codec`], [`websocket::hixie`] and
+//!   [`websocket::conn`] (what a WebSocket connection keeps),
+//!   [`sockjs::protocol`] and [`sockjs::conn`], [`events::sse`], and the
+//!   relay's core ([`relay::core`], [`relay::env`], [`relay::pump`]).
+//!   Bytes and `now` in, results out; each parser has a fuzz target.
 //! - **Connections** ([`net`]): `Conn`, its `State` (whose variants are the
 //!   families), and the `Ctx` every family is handed.
 //! - **Families**: [`relay`] (named pipes, ephemeral sockets), [`events`]

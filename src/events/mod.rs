@@ -84,8 +84,8 @@ impl Events {
     }
 
     /// The loop closed a stream: its swarm or topic forgets it.
-    pub fn closed(&mut self, ctx: &mut Ctx, t: Token, stream: Box<EventStream>) {
-        self.unsubscribe(ctx, t, stream.sub);
+    pub fn closed(&mut self, ctx: &mut Ctx, t: Token, stream: &EventStream) {
+        self.unsubscribe(ctx, t, stream.sub.clone());
     }
 
     // --- Streams ------------------------------------------------------------------

@@ -226,9 +226,7 @@ fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                 return ctx.respond_error(t, minor, 413, msg, false);
             }
             Fed::Done(_) => {
-                let State::Http(Http::ReadingBody(body)) =
-                    std::mem::replace(&mut conn.state, State::new())
-                else {
+                let State::Http(Http::ReadingBody(body)) = std::mem::take(&mut conn.state) else {
                     return;
                 };
                 ctx.disarm(t);

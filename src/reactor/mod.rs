@@ -8,7 +8,7 @@
 //! event or timer of this turn can reach a freed slot.
 //!
 //! **The one dispatch point.** A connection's [`State`] names its family;
-//! [`Server::dispatch`] and its siblings (timer, shutdown, close) match on
+//! `Server::dispatch` and its siblings (timer, shutdown, close) match on
 //! it and call the family for the moments every family has: ready, timer,
 //! shutdown, close. Adding a family is a variant in `State` and an arm in
 //! each of these matches, here and nowhere else.
@@ -223,6 +223,12 @@ impl Server {
                     );
                     self.fam.relay.cut_all(&mut self.ctx);
                     self.run_wakes();
+                    // Whatever is left ends here; each family forgets its
+                    // own (their clients see the connection close).
+                    let left: Vec<Token> = self.ctx.conns.iter().map(|(k, _)| Token(k)).collect();
+                    for t in left {
+                        self.close(t, "grace period over");
+                    }
                     return Ok(());
                 }
             }
@@ -417,7 +423,6 @@ impl Server {
     }
 
     /// Close `t` for a reason of the loop's; its family forgets it.
-    #[allow(dead_code)]
     fn close(&mut self, t: Token, why: &str) {
         let Some(state) = self.ctx.kill(t, why) else {
             return;
@@ -426,7 +431,7 @@ impl Server {
         match state {
             State::Http(_) | State::Dead => {}
             State::Relay { pipe, .. } => fam.relay.closed(ctx, t, pipe),
-            State::Events(stream) => fam.events.closed(ctx, t, stream),
+            State::Events(stream) => fam.events.closed(ctx, t, &stream),
             State::WebSocket(ws) => fam.ws.closed(ctx, t, ws),
             State::SockJs(c) => fam.sockjs.closed(ctx, &mut fam.ws, t, c),
         }

@@ -16,7 +16,7 @@
 //! loop runs this code over real sockets; `tests/sim` runs the same code
 //! over simulated ones.
 //!
-//! A pipe's [`Phase`] owns what that phase needs: `Waiting` the parked
+//! A pipe's `Phase` owns what that phase needs: `Waiting` the parked
 //! parties and the sender's upload as it arrived; `Streaming` the buffer,
 //! the parties being served and the body decoder; `Finishing` the buffer and
 //! the receivers still being written once the body is read. The parties of
@@ -704,7 +704,7 @@ impl Table {
             minor: sender.minor,
             hold: sender.hold,
         };
-        let (flow, dec) = pump::begin(now, buf, active, receivers, sender.upload);
+        let (flow, dec) = pump::begin(now, buf, active, receivers, *sender.upload);
         let multipart = dec.has_multipart();
         pipe.phase = Phase::Streaming(flow, dec);
         if !multipart {
@@ -1890,8 +1890,10 @@ mod tests {
             }
             let mut all = c.sock.outbound.clone();
             let mut rest = Vec::new();
-            let mut r = Readiness::default();
-            r.event = Ready::WRITABLE;
+            let mut r = Readiness {
+                event: Ready::WRITABLE,
+                ..Readiness::default()
+            };
             let mut sink = Mem::default();
             let _ = c.out.flush_to(&mut sink, &mut r);
             rest.extend_from_slice(&sink.outbound);

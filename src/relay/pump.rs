@@ -5,7 +5,7 @@
 //! written from its own cursor and the buffer is released up to the slowest
 //! cursor (R5), so memory is one buffer per moving pipe whatever the
 //! transfer's size or a receiver's speed. A run stops after
-//! [`PUMP_BUDGET`](super::core::PUMP_BUDGET) bytes and says so, and the core
+//! [`PUMP_BUDGET`] bytes and says so, and the core
 //! queues the pipe for the next turn (R8).
 //!
 //! Endings: every receiver of a complete body gets its terminator (final
@@ -281,7 +281,7 @@ pub fn begin(
     buf: Buf,
     sender: Sender,
     receivers: Vec<(Token, u8)>,
-    upload: Box<Upload>,
+    upload: Upload,
 ) -> (Box<Flow>, Box<Decoding>) {
     let Upload {
         framing,
@@ -290,7 +290,7 @@ pub fn begin(
         x_piping,
         multipart,
         early,
-    } = *upload;
+    } = upload;
     let decoder = match framing {
         BodyFraming::None => BodyDecoder::Length { remaining: 0 },
         BodyFraming::Length(l) => BodyDecoder::Length { remaining: l },

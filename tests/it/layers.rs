@@ -49,7 +49,7 @@ fn layer(module: &str) -> u8 {
     let mut best: Option<(usize, u8)> = None;
     for (name, l) in LAYERS {
         let hit = module == *name || module.starts_with(&format!("{name}::"));
-        if hit && best.is_none_or(|(len, _)| name.len() > len) {
+        if hit && best.map_or(true, |(len, _)| name.len() > len) {
             best = Some((name.len(), *l));
         }
     }

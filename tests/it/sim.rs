@@ -1447,7 +1447,9 @@ fn simulation() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(test_seed);
-            eprintln!("sim::simulation: base seed {base} (WEIR_SIM_BASE={base} runs these cases again)");
+            eprintln!(
+                "sim::simulation: base seed {base} (WEIR_SIM_BASE={base} runs these cases again)"
+            );
             let mut seeds = Rng::new(base);
             let mut steps = 0;
             for _ in 0..cases {

@@ -405,7 +405,9 @@ fn posts_share_the_message_budget() {
     };
     assert_error(&refused, 413);
     assert!(
-        refused.text().contains("as many message bytes as it allows"),
+        refused
+            .text()
+            .contains("as many message bytes as it allows"),
         "{}",
         refused.text()
     );
@@ -425,6 +427,9 @@ fn posts_share_the_message_budget() {
         if r.status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the budget never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never came back"
+        );
     }
 }

@@ -37,7 +37,12 @@ pub fn ws_try_connect(addr: SocketAddr, path: &str) -> (TcpStream, u16) {
 }
 
 /// Send one masked frame.
-pub fn ws_send(s: &mut TcpStream, fin: bool, opcode: weir::websocket::codec::OpCode, payload: &[u8]) {
+pub fn ws_send(
+    s: &mut TcpStream,
+    fin: bool,
+    opcode: weir::websocket::codec::OpCode,
+    payload: &[u8],
+) {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut out = Vec::with_capacity(payload.len() + 14);
     weir::websocket::codec::write_header(&mut out, fin, opcode, payload.len() as u64, Some(mask));
