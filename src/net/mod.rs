@@ -21,7 +21,7 @@ use log::debug;
 use mio::Token;
 use slab::Slab;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, BufPool};
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::http::response;
@@ -68,6 +68,9 @@ pub struct Ctx {
     pub stopping: bool,
     /// Bytes of messages being assembled whole, all connections together.
     pub budget: Budget,
+    /// Input buffers of WebSockets that are read (bridged, echo, SockJS),
+    /// at most two per `--max-streaming-pipes`.
+    pub ws_buffers: BufPool,
     dead: Vec<Token>,
     wake: Vec<Token>,
     parked_by_ip: HashMap<IpAddr, u32>,
@@ -86,6 +89,11 @@ impl Ctx {
     /// A context for `config`, its clock starting at `now`.
     pub fn new(config: Config, now: Instant, hooks: Box<dyn Hooks>) -> Ctx {
         let budget = Budget::new(config.message_budget);
+        let ws_buffers = BufPool::new(
+            crate::websocket::conn::WS_INBUF,
+            config.max_streaming_pipes.saturating_mul(2),
+            8,
+        );
         Ctx {
             conns: Slab::new(),
             timers: TimerWheel::new(now, Duration::from_millis(10), 1024),
@@ -96,6 +104,7 @@ impl Ctx {
             hooks,
             stopping: false,
             budget,
+            ws_buffers,
             dead: Vec::new(),
             wake: Vec::new(),
             parked_by_ip: HashMap::new(),

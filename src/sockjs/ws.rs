@@ -43,7 +43,7 @@ impl SockJs {
         let attach = self.sessions[k].s.attach(ctx.now, Receiver::WebSocket);
         self.rearm(ctx, k);
         let max = ctx.config.ws_max_message;
-        let conn = WsConn::new(WsMode::SockJs(k), max, &early, hs);
+        let conn = WsConn::new(WsMode::SockJs(k), max, &early, hs, ctx.budget.lease());
         websocket::attach(ctx, t, State::SockJs(SockJsConn::Ws(Box::new(conn))));
         match attach {
             Attach::Rejected(frame) => {
@@ -93,7 +93,13 @@ impl SockJs {
         let max = ctx.config.ws_max_message;
         match service {
             Service::Bridge => {
-                let conn = WsConn::new(WsMode::Raw(channel.to_string()), max, &early, hs);
+                let conn = WsConn::new(
+                    WsMode::Raw(channel.to_string()),
+                    max,
+                    &early,
+                    hs,
+                    ctx.budget.lease(),
+                );
                 websocket::attach(ctx, t, State::SockJs(SockJsConn::Ws(Box::new(conn))));
                 self.channels
                     .entry(channel.to_string())
@@ -101,13 +107,13 @@ impl SockJs {
                     .push(Member::Raw(t));
             }
             Service::Close => {
-                let conn = WsConn::new(WsMode::Echo, max, &early, hs);
+                let conn = WsConn::new(WsMode::Echo, max, &early, hs, ctx.budget.lease());
                 websocket::attach(ctx, t, State::WebSocket(Box::new(conn)));
                 let (code, reason) = protocol::CLOSE_GO_AWAY;
                 ws.close_with(ctx, t, code, reason);
             }
             _ => {
-                let conn = WsConn::new(WsMode::Echo, max, &early, hs);
+                let conn = WsConn::new(WsMode::Echo, max, &early, hs, ctx.budget.lease());
                 websocket::attach(ctx, t, State::WebSocket(Box::new(conn)));
             }
         }

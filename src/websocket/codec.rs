@@ -76,6 +76,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The server met an unexpected condition.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// 1013: the server is overloaded; the client may try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 // ---------------------------------------------------------------------------
@@ -141,6 +143,12 @@ pub enum WsError {
     TooBig,
     /// A text message or close reason that is not UTF-8 (close code 1007).
     BadUtf8,
+    /// The messages every connection is assembling fill the relay's shared
+    /// budget (close code 1009).
+    OverBudget,
+    /// No input buffer is free for this connection now (close code 1013,
+    /// Try Again Later).
+    Busy,
 }
 
 impl WsError {
@@ -150,6 +158,8 @@ impl WsError {
             Self::Protocol(_) => close::PROTOCOL_ERROR,
             Self::TooBig => close::TOO_BIG,
             Self::BadUtf8 => close::INVALID_PAYLOAD,
+            Self::OverBudget => close::TOO_BIG,
+            Self::Busy => close::TRY_AGAIN_LATER,
         }
     }
 
@@ -166,6 +176,10 @@ impl fmt::Display for WsError {
             Self::Protocol(why) => write!(f, "protocol error: {why}"),
             Self::TooBig => f.write_str("message too big"),
             Self::BadUtf8 => f.write_str("invalid UTF-8 in text"),
+            Self::OverBudget => f.write_str("the relay holds as many message bytes as it allows"),
+            Self::Busy => {
+                f.write_str("the relay is at its limit of open WebSockets; try again later")
+            }
         }
     }
 }

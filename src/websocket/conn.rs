@@ -18,6 +18,7 @@ use mio::Token;
 
 use super::codec::{FrameParser, MessageState, OpCode, Role};
 use super::hixie;
+use crate::budget::{BufPool, Lease, PoolBuf};
 use crate::wire::OutBuf;
 
 /// Bytes one connection's outbound queue may hold. Past it, whatever fills
@@ -129,6 +130,35 @@ pub(super) enum CloseOut {
     Sent,
 }
 
+/// A WebSocket's input buffer: the bytes that came with its head, until
+/// it is read from its socket; then a buffer from the pool.
+#[derive(Debug)]
+pub(super) enum Inbuf {
+    /// Bytes sent right behind the head (often none).
+    Early(Box<[u8]>),
+    /// A [`WS_INBUF`] buffer from the pool.
+    Pooled(PoolBuf),
+}
+
+impl std::ops::Deref for Inbuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Inbuf::Early(b) => b,
+            Inbuf::Pooled(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Inbuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Inbuf::Early(b) => b,
+            Inbuf::Pooled(b) => b,
+        }
+    }
+}
+
 /// Per-connection WebSocket state.
 #[derive(Debug)]
 pub struct WsConn {
@@ -137,8 +167,9 @@ pub struct WsConn {
     pub(super) proto: Proto,
     /// Unread input is `inbuf[start..end]`. Until the connection is first
     /// read from its socket this holds only the bytes that came with the
-    /// head (often none); [`WS_INBUF`] bytes are allocated then (R10).
-    pub(super) inbuf: Box<[u8]>,
+    /// head (often none); a [`WS_INBUF`] buffer is taken from the bounded
+    /// pool then (R10).
+    pub(super) inbuf: Inbuf,
     pub(super) start: usize,
     pub(super) end: usize,
     pub(super) held: Option<HeldFrame>,
@@ -155,6 +186,9 @@ pub struct WsConn {
     pub(super) cur: Cur,
     /// SockJS modes: the message being assembled, and complete ones.
     pub(super) msg: Vec<u8>,
+    /// What the message (or echoed frame) being assembled holds of the
+    /// budget every connection shares (R10); given back when it is done.
+    pub(super) lease: Lease,
     pub(super) inbox: Vec<String>,
     /// The payload of the latest ping not yet answered: its pong waits
     /// for room in the queue (and for the output to be between frames).
@@ -171,12 +205,18 @@ pub struct WsConn {
 impl WsConn {
     /// A WebSocket in `mode` whose `101` head (for `hs`) is written;
     /// `early` are bytes the client sent right behind its head.
-    pub fn new(mode: WsMode, max_message: u64, early: &[u8], hs: Handshake) -> WsConn {
+    pub fn new(
+        mode: WsMode,
+        max_message: u64,
+        early: &[u8],
+        hs: Handshake,
+        lease: Lease,
+    ) -> WsConn {
         // The client should wait for 101, but any early bytes are frames
         // (or, for hixie-76, key3 and frames). They are kept as they are;
         // the full input buffer waits until the socket is read (R10).
         let n = early.len().min(WS_INBUF);
-        let inbuf: Box<[u8]> = early[..n].into();
+        let inbuf = Inbuf::Early(early[..n].into());
         let proto = match hs {
             Handshake::Rfc6455 => Proto::Rfc6455 {
                 parser: FrameParser::new(Role::Server, max_message),
@@ -200,6 +240,7 @@ impl WsConn {
             failed: false,
             cur: Cur::None,
             msg: Vec::new(),
+            lease,
             inbox: Vec::new(),
             pong: None,
             held_out: Vec::new(),
@@ -224,17 +265,18 @@ impl WsConn {
 
     /// Whether the full input buffer is there (the socket has been read).
     pub fn has_input_buffer(&self) -> bool {
-        self.inbuf.len() == WS_INBUF
+        matches!(self.inbuf, Inbuf::Pooled(_))
     }
 
     /// Before a read from the socket, with nothing unread left: the full
-    /// input buffer (R10: allocated here, the first time).
-    pub(super) fn input_buffer(&mut self) -> &mut [u8] {
+    /// input buffer, taken from `pool` the first time (R10); `None` when
+    /// the pool has none free.
+    pub(super) fn input_buffer(&mut self, pool: &BufPool) -> Option<&mut [u8]> {
         debug_assert!(self.start >= self.end);
-        if self.inbuf.len() < WS_INBUF {
-            self.inbuf = vec![0u8; WS_INBUF].into_boxed_slice();
+        if let Inbuf::Early(_) = self.inbuf {
+            self.inbuf = Inbuf::Pooled(pool.take()?);
         }
-        &mut self.inbuf
+        Some(&mut self.inbuf)
     }
 
     /// Bytes queued for this connection and not yet written, given its
@@ -258,20 +300,42 @@ impl WsConn {
 mod tests {
     use super::*;
 
+    use crate::budget::Budget;
+
     #[test]
     fn a_waiting_socket_holds_no_input_buffer() {
+        let budget = Budget::new(1 << 20);
+        let pool = BufPool::new(WS_INBUF, 1, 0);
         let ws = WsConn::new(
             WsMode::Waiting("/x".into()),
             1 << 20,
             b"",
             Handshake::Rfc6455,
+            budget.lease(),
         );
         assert_eq!(ws.inbuf.len(), 0);
         assert!(!ws.has_input_buffer());
-        let mut ws = WsConn::new(WsMode::Echo, 1 << 20, b"\x81\x80", Handshake::Rfc6455);
+        let mut ws = WsConn::new(
+            WsMode::Echo,
+            1 << 20,
+            b"\x81\x80",
+            Handshake::Rfc6455,
+            budget.lease(),
+        );
         assert_eq!(&ws.inbuf[ws.start..ws.end], b"\x81\x80");
         ws.start = ws.end;
-        assert_eq!(ws.input_buffer().len(), WS_INBUF);
+        assert_eq!(ws.input_buffer(&pool).map(|b| b.len()), Some(WS_INBUF));
         assert!(ws.has_input_buffer());
+        // The pool has one buffer: a second socket finds none.
+        let mut other = WsConn::new(
+            WsMode::Echo,
+            1 << 20,
+            b"",
+            Handshake::Rfc6455,
+            budget.lease(),
+        );
+        assert!(other.input_buffer(&pool).is_none());
+        drop(ws);
+        assert!(other.input_buffer(&pool).is_some(), "the buffer came back");
     }
 }

@@ -260,7 +260,7 @@ impl WebSockets {
                     peer,
                     key: key.clone(),
                 };
-                let ws = WsConn::new(mode, max, &early, rfc);
+                let ws = WsConn::new(mode, max, &early, rfc, ctx.budget.lease());
                 attach(ctx, t, State::WebSocket(Box::new(ws)));
                 if let Some((_, pw)) = parts(&mut ctx.conns, peer) {
                     pw.mode = WsMode::Pipe {
@@ -276,7 +276,13 @@ impl WebSockets {
                 self.drive(ctx, t);
             }
             _ => {
-                let ws = WsConn::new(WsMode::Waiting(key.clone()), max, &early, rfc);
+                let ws = WsConn::new(
+                    WsMode::Waiting(key.clone()),
+                    max,
+                    &early,
+                    rfc,
+                    ctx.budget.lease(),
+                );
                 attach(ctx, t, State::WebSocket(Box::new(ws)));
                 self.waiting.insert(key, t);
                 ctx.mark_parked(t);

@@ -26,6 +26,7 @@ use slab::Slab;
 use super::codec::{self, Completed, OpCode, Parsed, WsError};
 use super::conn::{Cur, HeldFrame, Proto, WsConn, WsMode, WS_QUEUE};
 use super::hixie;
+use crate::budget::BufPool;
 use crate::net::{Conn, Ctx};
 use crate::wire::{self, Io, OutBuf, Readiness, Ready};
 
@@ -203,7 +204,7 @@ fn check_bound(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
 
 /// Fill the input buffer from the socket when the parser needs input.
 /// `Some(stop)` when there is nothing to parse.
-fn fill(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
+fn fill(conns: &mut Slab<Conn>, pool: &BufPool, t: Token) -> Option<Stop> {
     let (side, ws) = parts(conns, t)?;
     if ws.start < ws.end || !ws.need_input {
         return None;
@@ -211,7 +212,12 @@ fn fill(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
     if !side.ready.can_read() {
         return Some(Stop::Idle);
     }
-    match wire::read_into(side.sock, side.ready, side.read_eof, ws.input_buffer()) {
+    let Some(buf) = ws.input_buffer(pool) else {
+        // Every input buffer is out (R10): this socket is turned away
+        // rather than memory growing past the bound.
+        return Some(Stop::Failed(WsError::Busy));
+    };
+    match wire::read_into(side.sock, side.ready, side.read_eof, buf) {
         Io::Moved(n) => {
             ws.start = 0;
             ws.end = n;
@@ -254,7 +260,7 @@ fn read_rfc6455(ctx: &mut Ctx, t: Token) -> Stop {
         // a header with a zero length the (empty) payload is ready with
         // no bytes at all, and reading first would hold that frame
         // until the client sent something else.
-        if let Some(stop) = fill(&mut ctx.conns, t) {
+        if let Some(stop) = fill(&mut ctx.conns, &ctx.ws_buffers, t) {
             return stop;
         }
         if let Some(stop) = step_rfc6455(&mut ctx.conns, t) {
@@ -312,10 +318,12 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                         _ => Cur::Discard,
                     },
                     WsMode::Echo => {
+                        // Grown as its bytes come (and leased from the
+                        // shared budget), not sized from the header.
                         ws.held = Some(HeldFrame {
                             fin,
                             opcode,
-                            data: Vec::with_capacity(len.min(1 << 20) as usize),
+                            data: Vec::new(),
                         });
                         Cur::Hold
                     }
@@ -341,10 +349,18 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                 }
                 Cur::Hold => {
                     if let Some(h) = ws.held.as_mut() {
+                        if !ws.lease.grow(piece.len()) {
+                            return Some(Stop::Failed(WsError::OverBudget));
+                        }
                         h.data.extend_from_slice(piece);
                     }
                 }
-                Cur::Assemble => ws.msg.extend_from_slice(piece),
+                Cur::Assemble => {
+                    if !ws.lease.grow(piece.len()) {
+                        return Some(Stop::Failed(WsError::OverBudget));
+                    }
+                    ws.msg.extend_from_slice(piece);
+                }
                 Cur::Discard | Cur::None => {}
             }
             if last {
@@ -367,6 +383,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     }
                     Ok(Some(Completed::Message { .. })) if cur == Cur::Assemble => {
                         let bytes = std::mem::take(&mut ws.msg);
+                        ws.lease.clear();
                         if ws.open() {
                             ws.inbox.push(String::from_utf8_lossy(&bytes).into_owned());
                         }
@@ -374,6 +391,9 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     Ok(_) => {
                         if cur == Cur::Discard {
                             ws.msg.clear();
+                        }
+                        if cur == Cur::Hold {
+                            ws.lease.clear();
                         }
                         if let Some(h) = ws.held.take().filter(|_| cur == Cur::Hold) {
                             if ws.open() && ws.owed == 0 {
@@ -403,7 +423,7 @@ fn read_hixie(ctx: &mut Ctx, t: Token) -> Stop {
         if let Some(stop) = check_bound(&mut ctx.conns, t) {
             return stop;
         }
-        if let Some(stop) = fill(&mut ctx.conns, t) {
+        if let Some(stop) = fill(&mut ctx.conns, &ctx.ws_buffers, t) {
             return stop;
         }
         if let Some(stop) = step_hixie(ctx, t) {
@@ -428,6 +448,7 @@ fn step_hixie(ctx: &mut Ctx, t: Token) -> Option<Stop> {
         inbox,
         held_out,
         need_input,
+        lease,
         ..
     } = &mut *ws;
     let Proto::Hixie76 { dec, key3 } = proto else {
@@ -468,14 +489,21 @@ fn step_hixie(ctx: &mut Ctx, t: Token) -> Option<Stop> {
             *start = *end;
             *need_input = true;
         }
-        hixie::Item::TextStart => msg.clear(),
+        hixie::Item::TextStart => {
+            msg.clear();
+            lease.clear();
+        }
         hixie::Item::Text { start: s, n } => {
             if open {
+                if !lease.grow(n) {
+                    return Some(Stop::Failed(WsError::OverBudget));
+                }
                 msg.extend_from_slice(&inbuf[at + s..at + s + n]);
             }
         }
         hixie::Item::TextEnd => {
             let bytes = std::mem::take(msg);
+            lease.clear();
             if open {
                 if echo {
                     hixie::text_frame(me.out.buf(), &bytes);

@@ -569,3 +569,81 @@ fn a_client_library_sees_clean_close_handshakes() {
     relay.wait_metric("weir_sockjs_sessions", 0.0);
     relay.assert_idle();
 }
+
+/// Messages held whole (echoed frames, SockJS messages) share the relay's
+/// message budget: a message that does not fit beside the others is
+/// refused with close 1009, and the budget comes back after.
+#[test]
+fn held_messages_share_the_message_budget() {
+    let relay = Relay::with(|c| c.message_budget = 64 * 1024);
+    // One echo socket holds 40 KiB of an unfinished 50 KiB frame.
+    let mut holder = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    let head = [0x82u8, 127, 0, 0, 0, 0, 0, 0, 0xc8, 0x00]; // binary, 51200 bytes, masked below
+    let mut frame = head.to_vec();
+    frame[1] |= 0x80;
+    frame.extend_from_slice(&[0, 0, 0, 0]); // mask key 0: payload as is
+    frame.extend_from_slice(&vec![b'h'; 40 * 1024]);
+    holder.write_all(&frame).unwrap();
+    // Another socket's 30 KiB message does not fit: 1009.
+    let deadline = Instant::now() + DEADLINE;
+    let (code, reason) = loop {
+        let mut other = ws_connect(relay.addr, "/sockjs/echo/websocket");
+        ws_send(&mut other, true, OpCode::Binary, &vec![b'o'; 30 * 1024]);
+        let f = ws_recv(&mut other).expect("an answer");
+        if f.opcode == OpCode::Close {
+            break ws_close_of(&f);
+        }
+        // The holder's bytes were not all read yet: try again.
+        assert!(Instant::now() < deadline, "never refused");
+    };
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("message bytes"), "{reason}");
+    // The holder finishes its frame: its echo comes back, and so does the
+    // budget (a 30 KiB message now fits).
+    holder.write_all(&vec![b'h'; 10 * 1024]).unwrap();
+    let echo = ws_recv(&mut holder).expect("the echo");
+    assert_eq!(echo.payload.len(), 50 * 1024);
+    let mut again = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    ws_send(&mut again, true, OpCode::Binary, &vec![b'a'; 30 * 1024]);
+    let f = ws_recv(&mut again).unwrap();
+    assert_eq!((f.opcode, f.payload.len()), (OpCode::Binary, 30 * 1024));
+}
+
+/// Sockets that are read take their input buffer from a bounded pool
+/// (two per `--max-streaming-pipes`): past it, a socket is closed with
+/// 1013 Try Again Later, and a freed buffer serves the next.
+#[test]
+fn input_buffers_come_from_a_bounded_pool() {
+    let relay = Relay::with(|c| c.max_streaming_pipes = 1);
+    let mut a = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    let mut b = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    for s in [&mut a, &mut b] {
+        ws_send(s, true, OpCode::Text, b"hi");
+        assert_eq!(ws_recv(s).unwrap().payload, b"hi");
+    }
+    let mut c = ws_connect(relay.addr, "/sockjs/echo/websocket");
+    ws_send(&mut c, true, OpCode::Text, b"hi");
+    let f = ws_recv(&mut c).unwrap();
+    assert_eq!(ws_close_of(&f).0, 1013);
+    // A waiting pipe peer holds no buffer: it is not refused.
+    let mut w = ws_connect(relay.addr, "/a-room");
+    relay.wait_metric("weir_ws_pipes{state=\"waiting\"}", 1.0);
+    drop(a);
+    // `a`'s buffer comes back: a new socket is served.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut d = ws_connect(relay.addr, "/sockjs/echo/websocket");
+        ws_send(&mut d, true, OpCode::Text, b"hi");
+        let f = ws_recv(&mut d).unwrap();
+        if f.opcode == OpCode::Text {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the buffer never came back");
+    }
+    ws_send(
+        &mut w,
+        true,
+        OpCode::Close,
+        &weir::websocket::codec::close_frame(1000, "")[2..],
+    );
+}
