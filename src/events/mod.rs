@@ -96,7 +96,7 @@ impl Events {
         &mut self,
         ctx: &mut Ctx,
         t: Token,
-        head: &Head,
+        head: &Head<'_>,
         status: u16,
         sub: Subscription,
     ) {
@@ -114,7 +114,7 @@ impl Events {
         }
         out.extend_from_slice(b"Connection: close\r\n\r\n");
         let mut welcome = Vec::with_capacity(96);
-        let note = match &head.last_event_id {
+        let note = match head.header_str("last-event-id") {
             // Nothing is stored, so nothing can be replayed; say so.
             Some(id) if check_field(id, true).is_ok() => {
                 format!("weir event stream; last-event-id {id}; nothing is replayed")
@@ -228,7 +228,7 @@ impl Events {
 
     /// `HEAD` on an event stream's URL: the head a `GET` would get, no
     /// body, and nothing created or joined.
-    pub fn stream_head(ctx: &mut Ctx, t: Token, head: &Head, keep: bool) {
+    pub fn stream_head(ctx: &mut Ctx, t: Token, head: &Head<'_>, keep: bool) {
         let mut out = Vec::with_capacity(256);
         response::status_line(&mut out, head.minor, 200);
         out.extend_from_slice(b"Content-Type: text/event-stream; charset=utf-8\r\n");
@@ -236,5 +236,51 @@ impl Events {
         response::connection_header(&mut out, head.minor, keep);
         out.extend_from_slice(b"\r\n");
         ctx.respond(t, &out, keep);
+    }
+}
+
+/// Whether the client asked for, or accepts, an event stream (no `Accept`
+/// at all counts as yes).
+pub(crate) fn accepts_event_stream(head: &Head<'_>) -> bool {
+    let mut accepts = head.headers("accept").peekable();
+    if accepts.peek().is_none() {
+        return true;
+    }
+    accepts.any(|a| {
+        a.split(|&b| b == b',').any(|t| {
+            let t = t.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+            t.eq_ignore_ascii_case(b"text/event-stream")
+                || t == b"*/*"
+                || t.eq_ignore_ascii_case(b"text/*")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_event_stream;
+    use crate::http::{parse_head, Limits};
+
+    fn accepts(raw: &str) -> bool {
+        let limits = Limits {
+            max_head: 4096,
+            max_target: 1024,
+        };
+        let (head, _) = parse_head(raw.as_bytes(), limits).unwrap().unwrap();
+        accepts_event_stream(&head)
+    }
+
+    #[test]
+    fn accept_event_stream() {
+        assert!(accepts("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!accepts(
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n\r\n"
+        ));
+        assert!(accepts(
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html, text/event-stream;q=0.9\r\n\r\n"
+        ));
+        assert!(accepts(
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: text/*\r\n\r\n"
+        ));
     }
 }

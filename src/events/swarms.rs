@@ -64,8 +64,8 @@ impl Events {
     }
 
     /// `GET /signal`: a new swarm with this stream as its initiator.
-    pub fn signal_create(&mut self, ctx: &mut Ctx, token: Token, head: Head) {
-        if !head.accepts_event_stream() {
+    pub fn signal_create(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>) {
+        if !super::accepts_event_stream(&head) {
             return ctx.respond_error(
                 token,
                 head.minor,
@@ -104,7 +104,7 @@ impl Events {
     }
 
     /// `GET /signal/<id>`: join a swarm.
-    pub fn signal_join(&mut self, ctx: &mut Ctx, token: Token, head: Head, id: &str) {
+    pub fn signal_join(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>, id: &str) {
         let minor = head.minor;
         if !self.swarms.contains_key(id) {
             return ctx.respond_error(
@@ -115,7 +115,7 @@ impl Events {
                 false,
             );
         }
-        if !head.accepts_event_stream() {
+        if !super::accepts_event_stream(&head) {
             return ctx.respond_error(
                 token,
                 minor,
@@ -154,7 +154,7 @@ impl Events {
         &mut self,
         ctx: &mut Ctx,
         token: Token,
-        head: &Head,
+        head: &Head<'_>,
         status: u16,
         id: &str,
         cid: &str,
@@ -204,7 +204,7 @@ impl Events {
     }
 
     /// `POST /signal/<id>` once its body is read.
-    pub fn signal_post(&mut self, ctx: &mut Ctx, token: Token, head: Head, body: Vec<u8>) {
+    pub fn signal_post(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>, body: Vec<u8>) {
         let minor = head.minor;
         let keep = head.keep_alive && !ctx.stopping;
         let id = head.path.trim_start_matches("/signal/").to_string();
@@ -319,8 +319,8 @@ impl Events {
 }
 
 /// The request's media type, lowercased, without parameters.
-pub(crate) fn media_type(head: &Head) -> String {
-    let ct = head.content_type.as_deref().unwrap_or(b"");
+pub(crate) fn media_type(head: &Head<'_>) -> String {
+    let ct = head.content_type().unwrap_or(b"");
     String::from_utf8_lossy(ct)
         .split(';')
         .next()

@@ -27,7 +27,7 @@ pub fn valid_topic(name: &str) -> bool {
 
 impl Events {
     /// `GET /events/<topic>`.
-    pub fn topic_subscribe(&mut self, ctx: &mut Ctx, token: Token, head: Head, topic: &str) {
+    pub fn topic_subscribe(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>, topic: &str) {
         let minor = head.minor;
         if !valid_topic(topic) {
             return ctx.respond_error(
@@ -38,7 +38,7 @@ impl Events {
                 false,
             );
         }
-        if !head.accepts_event_stream() {
+        if !super::accepts_event_stream(&head) {
             return ctx.respond_error(
                 token,
                 minor,
@@ -82,7 +82,7 @@ impl Events {
     }
 
     /// `POST /events/<topic>` once its body is read.
-    pub fn topic_publish(&mut self, ctx: &mut Ctx, token: Token, head: Head, body: Vec<u8>) {
+    pub fn topic_publish(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>, body: Vec<u8>) {
         let minor = head.minor;
         let keep = head.keep_alive && !ctx.stopping;
         let topic = head.path.trim_start_matches("/events/").to_string();

@@ -33,7 +33,9 @@ enum Framing {
 /// A request whose body is being read.
 #[derive(Debug)]
 pub struct ShortBody {
-    head: Head,
+    /// The head's bytes, parsed again when the body is whole.
+    head: Vec<u8>,
+    minor: u8,
     purpose: Purpose,
     framing: Framing,
     body: Vec<u8>,
@@ -61,7 +63,7 @@ impl ShortBody {
     /// Start reading the body of `head`; `Err` with `413` and a line when
     /// its declared length is over `limit`.
     pub fn new(
-        head: Head,
+        head: &Head<'_>,
         purpose: Purpose,
         limit: usize,
         lease: Lease,
@@ -83,7 +85,8 @@ impl ShortBody {
             body.reserve_exact(n as usize);
         }
         Ok(ShortBody {
-            head,
+            head: head.raw.to_vec(),
+            minor: head.minor,
             purpose,
             framing,
             body,
@@ -107,14 +110,16 @@ impl ShortBody {
         self.limit
     }
 
-    /// The request's head.
-    pub fn head(&self) -> &Head {
-        &self.head
+    /// The request's HTTP minor version.
+    pub fn minor(&self) -> u8 {
+        self.minor
     }
 
-    /// The head, what the body is for, and the body (whose lease is given
-    /// back: the body is acted on at once).
-    pub fn into_parts(self) -> (Head, Purpose, Vec<u8>) {
+    /// The head's bytes (parse them with
+    /// [`parse_again`](crate::http::request::parse_again)), what the body
+    /// is for, and the body (whose lease is given back: the body is acted
+    /// on at once).
+    pub fn into_parts(self) -> (Vec<u8>, Purpose, Vec<u8>) {
         (self.head, self.purpose, self.body)
     }
 
@@ -180,13 +185,14 @@ mod tests {
     use crate::budget::Budget;
     use crate::http::{parse_head, Limits};
 
-    fn head(extra: &str) -> Head {
+    fn short(extra: &str, limit: usize, lease: Lease) -> Result<ShortBody, (u16, String)> {
         let raw = format!("POST /events/t HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
         let limits = Limits {
             max_head: 16384,
             max_target: 4096,
         };
-        parse_head(raw.as_bytes(), limits).unwrap().unwrap().0
+        let head = parse_head(raw.as_bytes(), limits).unwrap().unwrap().0;
+        ShortBody::new(&head, Purpose::Publish, limit, lease)
     }
 
     #[test]
@@ -201,13 +207,7 @@ mod tests {
         ];
         for (extra, wire, want) in cases {
             for k in 0..=wire.len() {
-                let mut b = ShortBody::new(
-                    head(extra),
-                    Purpose::Publish,
-                    100,
-                    Budget::new(1000).lease(),
-                )
-                .unwrap();
+                let mut b = short(extra, 100, Budget::new(1000).lease()).unwrap();
                 let (x, y) = wire.split_at(k);
                 let mut used_total = 0;
                 let mut done = false;
@@ -226,7 +226,11 @@ mod tests {
                 }
                 assert!(done, "{extra:?} split {k}");
                 assert_eq!(&wire[used_total..], b"NEXT", "{extra:?} split {k}");
-                assert_eq!(b.into_parts().2, *want);
+                let (raw, purpose, body) = b.into_parts();
+                assert_eq!(body, *want);
+                assert_eq!(purpose, Purpose::Publish);
+                let again = crate::http::request::parse_again(&raw).expect("the head again");
+                assert_eq!(again.path, "/events/t");
             }
         }
     }
@@ -234,9 +238,7 @@ mod tests {
     #[test]
     fn limits_and_errors() {
         let budget = Budget::new(8);
-        let body = |extra: &str, limit| {
-            ShortBody::new(head(extra), Purpose::Signal, limit, budget.lease())
-        };
+        let body = |extra: &str, limit| short(extra, limit, budget.lease());
         assert_eq!(body("Content-Length: 101\r\n", 100).unwrap_err().0, 413);
         let mut b = body("Transfer-Encoding: chunked\r\n", 4).unwrap();
         assert_eq!(b.feed(b"5\r\nhello\r\n"), Fed::TooLarge);

@@ -77,11 +77,13 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
             return;
         };
         if !conn.inbuf.is_empty() {
-            match http::parse_head(&conn.inbuf, limits) {
+            // The head is parsed from bytes taken out of the connection, so
+            // that it can borrow them while the router acts on the context.
+            let buf = std::mem::take(&mut conn.inbuf);
+            match http::parse_head(&buf, limits) {
                 Ok(Some((head, len))) => {
-                    let mut early = conn.inbuf.split_off(len);
-                    early.shrink_to_fit();
-                    conn.inbuf = Vec::new();
+                    // Bytes past the head: body, or the next request.
+                    let early = buf[len..].to_vec();
                     conn.head_only = head.method == http::Method::Head;
                     ctx.disarm(t);
                     ctx.metrics.requests += 1;
@@ -95,7 +97,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     fam.route(ctx, t, head, early);
                     return;
                 }
-                Ok(None) => {}
+                Ok(None) => conn.inbuf = buf,
                 Err(e) => {
                     debug!("[{}] bad request head: {}", t.0, e);
                     ctx.metrics.bad_requests += 1;
@@ -134,7 +136,7 @@ pub(crate) fn start_body(
     ctx: &mut Ctx,
     fam: &mut Families,
     t: Token,
-    head: Head,
+    head: &Head<'_>,
     early: Vec<u8>,
     purpose: Purpose,
     limit: usize,
@@ -150,8 +152,7 @@ pub(crate) fn start_body(
         if let Some(conn) = ctx.live_mut(t) {
             conn.inbuf = early;
         }
-        let (head, purpose, bytes) = body.into_parts();
-        return fam.body_done(ctx, t, head, purpose, bytes);
+        return body_done(ctx, fam, t, body);
     }
     let head_timeout = ctx.config.head_timeout;
     let Some(conn) = ctx.live_mut(t) else {
@@ -164,6 +165,22 @@ pub(crate) fn start_body(
     read_body(ctx, fam, t);
 }
 
+/// A whole body goes to the family it is for, with its head parsed again.
+fn body_done(ctx: &mut Ctx, fam: &mut Families, t: Token, body: ShortBody) {
+    let minor = body.minor();
+    let (raw, purpose, bytes) = body.into_parts();
+    match http::request::parse_again(&raw) {
+        Some(head) => fam.body_done(ctx, t, head, purpose, bytes),
+        None => ctx.respond_error(
+            t,
+            minor,
+            500,
+            "The request head was lost; send it again.",
+            false,
+        ),
+    }
+}
+
 /// Readiness for a connection reading a short body.
 fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
     loop {
@@ -174,7 +191,7 @@ fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
         let State::Http(Http::ReadingBody(body)) = &mut conn.state else {
             return;
         };
-        let minor = body.head().minor;
+        let minor = body.minor();
         // Bytes already read (with the head) come first.
         let fed = if !conn.inbuf.is_empty() {
             let input = std::mem::take(&mut conn.inbuf);
@@ -230,8 +247,7 @@ fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     return;
                 };
                 ctx.disarm(t);
-                let (head, purpose, bytes) = body.into_parts();
-                return fam.body_done(ctx, t, head, purpose, bytes);
+                return body_done(ctx, fam, t, *body);
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn is_reserved(path: &str) -> bool {
 
 impl Families {
     /// Route one parsed request.
-    pub(crate) fn route(&mut self, ctx: &mut Ctx, token: Token, head: Head, early: Vec<u8>) {
+    pub(crate) fn route(&mut self, ctx: &mut Ctx, token: Token, head: Head<'_>, early: Vec<u8>) {
         let minor = head.minor;
         // Bytes read past a head without a body are the next request(s) on
         // the connection (pipelining): they wait in `inbuf` and are read
@@ -62,7 +62,7 @@ impl Families {
             // A send request's body is read here, then handed back.
             if let Some(b) = self.sockjs.request(ctx, &mut self.ws, token, head, early) {
                 let purpose = Purpose::SockJsSend;
-                phases::start_body(ctx, self, token, b.head, b.early, purpose, b.limit);
+                phases::start_body(ctx, self, token, &b.head, b.early, purpose, b.limit);
             }
             return;
         }
@@ -70,8 +70,8 @@ impl Families {
         let keep = head.keep_alive && !head.has_body() && !ctx.stopping;
         match head.method {
             Method::Other => {
-                let allow = allowed(ctx, &head.path);
-                let msg = if is_reserved(&head.path) {
+                let allow = allowed(ctx, head.path);
+                let msg = if is_reserved(head.path) {
                     format!("Method not allowed: {} answers {allow}.", head.path)
                 } else {
                     "Method not allowed: use GET to receive, PUT or POST to send.".to_string()
@@ -81,7 +81,7 @@ impl Families {
             Method::Options => return preflight(ctx, token, &head, keep),
             _ => {}
         }
-        match (head.method, head.path.as_str()) {
+        match (head.method, head.path) {
             (Method::Post | Method::Put, "/") => {
                 return self.relay.ephemeral_open(ctx, token, head, early)
             }
@@ -133,7 +133,7 @@ impl Families {
                     );
                 }
                 let limit = ctx.config.signal_body_limit;
-                return phases::start_body(ctx, self, token, head, early, Purpose::Signal, limit);
+                return phases::start_body(ctx, self, token, &head, early, Purpose::Signal, limit);
             }
             (Method::Get, p) if p.starts_with("/events/") => {
                 let topic = p["/events/".len()..].to_string();
@@ -148,13 +148,13 @@ impl Families {
             }
             (Method::Post, p) if p.starts_with("/events/") => {
                 let limit = ctx.config.event_body_limit;
-                return phases::start_body(ctx, self, token, head, early, Purpose::Publish, limit);
+                return phases::start_body(ctx, self, token, &head, early, Purpose::Publish, limit);
             }
             _ => {}
         }
-        if !is_reserved(&head.path) {
+        if !is_reserved(head.path) {
             return match head.method {
-                Method::Get if head.service_worker => ctx.respond_error(
+                Method::Get if service_worker(&head) => ctx.respond_error(
                     token,
                     minor,
                     400,
@@ -168,7 +168,7 @@ impl Families {
                 _ => ctx.respond_405(
                     token,
                     minor,
-                    allowed(ctx, &head.path),
+                    allowed(ctx, head.path),
                     "Method not allowed on a pipe path: GET receives, PUT or POST sends.",
                     keep,
                 ),
@@ -177,7 +177,7 @@ impl Families {
         let get = matches!(head.method, Method::Get | Method::Head);
         let head_only = head.method == Method::Head;
         if !get {
-            let allow = allowed(ctx, &head.path);
+            let allow = allowed(ctx, head.path);
             let msg = if matches!(head.method, Method::Put | Method::Post) {
                 format!(
                     "{} is reserved; send to another path, e.g. /mypath123.",
@@ -189,7 +189,7 @@ impl Families {
             return ctx.respond_405(token, minor, allow, &msg, keep);
         }
         let text = "text/plain; charset=utf-8";
-        let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path.as_str() {
+        let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path {
             "/" | "/help" => (
                 200,
                 text,
@@ -248,7 +248,7 @@ impl Families {
         &mut self,
         ctx: &mut Ctx,
         t: Token,
-        head: Head,
+        head: Head<'_>,
         purpose: Purpose,
         body: Vec<u8>,
     ) {
@@ -292,6 +292,13 @@ impl Families {
     }
 }
 
+/// Whether a browser fetches the request to install a service worker
+/// (`Service-Worker: script`).
+fn service_worker(head: &Head<'_>) -> bool {
+    head.header("service-worker")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"script"))
+}
+
 /// The methods `path` answers, for `Allow` on a `405`.
 pub(crate) fn allowed(ctx: &Ctx, path: &str) -> &'static str {
     let reservations = ctx.config.reservations;
@@ -307,12 +314,12 @@ pub(crate) fn allowed(ctx: &Ctx, path: &str) -> &'static str {
     }
 }
 
-fn preflight(ctx: &mut Ctx, token: Token, head: &Head, keep: bool) {
+fn preflight(ctx: &mut Ctx, token: Token, head: &Head<'_>, keep: bool) {
     let mut out = Vec::with_capacity(512);
     response::status_line(&mut out, head.minor, 204);
     out.extend_from_slice(b"Access-Control-Allow-Methods: GET, HEAD, POST, PUT, OPTIONS\r\n");
     out.extend_from_slice(b"Access-Control-Allow-Headers: ");
-    match &head.ac_request_headers {
+    match head.header("access-control-request-headers") {
         Some(h) if !h.is_empty() => out.extend_from_slice(h),
         _ => out.extend_from_slice(b"Content-Type, Content-Disposition, X-Piping"),
     }

@@ -19,7 +19,7 @@ use crate::{hooks, ids, json, pages};
 
 impl Relay {
     /// `POST /` or `PUT /`: open an ephemeral socket.
-    pub fn ephemeral_open(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>) {
+    pub fn ephemeral_open(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>, early: Vec<u8>) {
         let minor = head.minor;
         let Some(up) = upload_checks(ctx, t, &head, early) else {
             return;
@@ -43,11 +43,11 @@ impl Relay {
     }
 
     /// `GET /s/<id>`: the one receiver of an ephemeral socket.
-    pub fn ephemeral_receive(&mut self, ctx: &mut Ctx, t: Token, head: Head) {
+    pub fn ephemeral_receive(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>) {
         let id = head.path.trim_start_matches("/s/").to_string();
         let req = Request {
             token: t,
-            key: head.path.clone(),
+            key: head.path.to_string(),
             n: 1,
             minor: head.minor,
             expect_continue: false,
@@ -60,11 +60,12 @@ impl Relay {
     }
 
     /// `GET /reserve`: make an ID now, upload later.
-    pub fn reserve(&mut self, ctx: &mut Ctx, t: Token, head: Head) {
+    pub fn reserve(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>) {
         let minor = head.minor;
         if let Some(required) = ctx.config.required_referer.clone() {
-            if !referer_matches(&required, head.referer.as_deref(), head.origin.as_deref()) {
-                let seen = head.referer.as_deref().or(head.origin.as_deref());
+            let (referer, origin) = (head.header_str("referer"), head.header_str("origin"));
+            if !referer_matches(&required, referer, origin) {
+                let seen = referer.or(origin);
                 let msg = ctx
                     .hooks
                     .referer_rejected(seen)
@@ -102,7 +103,7 @@ impl Relay {
     }
 
     /// `POST /reserve/<id>`: the upload into a reservation.
-    pub fn reserve_upload(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>) {
+    pub fn reserve_upload(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>, early: Vec<u8>) {
         let minor = head.minor;
         let id = head.path.trim_start_matches("/reserve/").to_string();
         let Some(up) = upload_checks(ctx, t, &head, early) else {
@@ -138,7 +139,7 @@ impl Relay {
 
 /// An ephemeral upload needs a body and must pass the sender checks (its
 /// form's first *file* part is forwarded); `None` when it was answered.
-fn upload_checks(ctx: &mut Ctx, t: Token, head: &Head, early: Vec<u8>) -> Option<Box<Upload>> {
+fn upload_checks(ctx: &mut Ctx, t: Token, head: &Head<'_>, early: Vec<u8>) -> Option<Box<Upload>> {
     if head.framing == BodyFraming::None {
         let msg =
             "The upload needs a body, sent with Content-Length or Transfer-Encoding: chunked.";

@@ -235,7 +235,7 @@ impl Relay {
 
     /// A request on a pipe path: a sender (`PUT`/`POST`) or a receiver
     /// (`GET`).
-    pub fn request(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>, role: Role) {
+    pub fn request(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>, early: Vec<u8>, role: Role) {
         let minor = head.minor;
         let n = match head.query_param("n") {
             None => 1,
@@ -259,7 +259,7 @@ impl Relay {
         };
         let req = Request {
             token: t,
-            key: head.path.clone(),
+            key: head.path.to_string(),
             n,
             minor,
             expect_continue: head.expect_continue,
@@ -296,7 +296,7 @@ fn refuse(ctx: &mut Ctx, t: Token, minor: u8, status: u16, msg: &str) {
 /// (ephemeral sockets, as ephemeral-socket-service did).
 fn upload(
     ctx: &mut Ctx,
-    head: &Head,
+    head: &Head<'_>,
     early: Vec<u8>,
     any_part: bool,
 ) -> Result<Box<Upload>, (u16, String)> {
@@ -310,7 +310,7 @@ fn upload(
             return Err((413, msg));
         }
     }
-    let ct = head.content_type.as_deref().unwrap_or(b"");
+    let ct = head.content_type().unwrap_or(b"");
     let ct = String::from_utf8_lossy(ct);
     let form = ct
         .trim_start()
@@ -332,9 +332,9 @@ fn upload(
     };
     Ok(Box::new(Upload {
         framing: head.framing,
-        content_type: head.content_type.clone(),
-        content_disposition: head.content_disposition.clone(),
-        x_piping: head.x_piping.clone(),
+        content_type: head.content_type().map(<[u8]>::to_vec),
+        content_disposition: head.header("content-disposition").map(<[u8]>::to_vec),
+        x_piping: head.headers("x-piping").map(<[u8]>::to_vec).collect(),
         multipart,
         early,
     }))

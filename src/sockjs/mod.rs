@@ -69,9 +69,9 @@ pub struct SjGauges {
 /// A request whose body the loop reads before it comes back to
 /// [`SockJs::send_body`].
 #[derive(Debug)]
-pub struct ReadBody {
+pub struct ReadBody<'a> {
     /// The request.
-    pub head: Head,
+    pub head: Head<'a>,
     /// Body bytes read with the head.
     pub early: Vec<u8>,
     /// The most body bytes accepted.
@@ -124,7 +124,7 @@ enum Member {
 
 /// A receiving request, as routed.
 struct RecvRequest<'a> {
-    head: &'a Head,
+    head: &'a Head<'a>,
     service: Service,
     channel: &'a str,
     transport: Transport,
@@ -174,14 +174,11 @@ fn valid_channel(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn req_info(head: &Head) -> RequestInfo<'_> {
+fn req_info<'a>(head: &Head<'a>) -> RequestInfo<'a> {
     RequestInfo {
-        origin: head.origin.as_deref(),
-        request_headers: head
-            .ac_request_headers
-            .as_deref()
-            .and_then(|h| std::str::from_utf8(h).ok()),
-        cookie: head.cookie.as_deref(),
+        origin: head.header_str("origin"),
+        request_headers: head.header_str("access-control-request-headers"),
+        cookie: head.header_str("cookie"),
     }
 }
 
@@ -272,14 +269,14 @@ impl SockJs {
     /// Any request under `/sockjs/`. A send request's body is for the loop
     /// to read: it is returned, and comes back in
     /// [`send_body`](Self::send_body).
-    pub fn request(
+    pub fn request<'h>(
         &mut self,
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'h>,
         early: Vec<u8>,
-    ) -> Option<ReadBody> {
+    ) -> Option<ReadBody<'h>> {
         let body = self.route(ctx, ws, t, head, early);
         self.settle(ctx, ws);
         body
@@ -291,7 +288,7 @@ impl SockJs {
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'_>,
         body: Vec<u8>,
     ) {
         self.deliver_body(ctx, ws, t, head, body);
@@ -349,23 +346,23 @@ impl SockJs {
         }
     }
 
-    fn route(
+    fn route<'h>(
         &mut self,
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'h>,
         early: Vec<u8>,
-    ) -> Option<ReadBody> {
+    ) -> Option<ReadBody<'h>> {
         let minor = head.minor;
         let keep = head.keep_alive && !head.has_body() && !ctx.stopping;
-        let Some((channel, rest)) = split(&head.path) else {
+        let Some((channel, rest)) = split(head.path) else {
             ctx.respond_error(t, minor, 404, "No such SockJS channel.", keep);
             return None;
         };
         let (channel, rest) = (channel.to_string(), rest.to_string());
         let service = Service::of(&channel);
-        let route = protocol::route(&rest, head.query.as_deref(), head.method);
+        let route = protocol::route(&rest, head.query, head.method);
         let unix = ctx.unix_now();
         let mut out = Vec::with_capacity(512);
         match route {
@@ -398,8 +395,7 @@ impl SockJs {
                 let html = protocol::iframe_html(protocol::DEFAULT_CLIENT_URL);
                 let etag = protocol::etag(&html);
                 let fresh = head
-                    .if_none_match
-                    .as_deref()
+                    .header_str("if-none-match")
                     .is_some_and(|inm| protocol::etag_matches(inm, &etag));
                 if fresh {
                     response::status_line_bare(&mut out, minor, 304);
@@ -790,18 +786,18 @@ impl SockJs {
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'_>,
         body: Vec<u8>,
     ) {
         let minor = head.minor;
         let keep = head.keep_alive && !ctx.stopping;
-        let Some((channel, rest)) = split(&head.path) else {
+        let Some((channel, rest)) = split(head.path) else {
             return ctx.respond_error(t, minor, 404, "No such SockJS channel.", keep);
         };
         let (channel, rest) = (channel.to_string(), rest.to_string());
         let Route::Session {
             session, transport, ..
-        } = protocol::route(&rest, head.query.as_deref(), head.method)
+        } = protocol::route(&rest, head.query, head.method)
         else {
             return ctx.respond_error(t, minor, 404, "Not a SockJS URL.", keep);
         };
@@ -809,7 +805,7 @@ impl SockJs {
         let Some(&k) = self.index.get(&key) else {
             return ctx.respond_error(t, minor, 404, "No such session.", keep);
         };
-        let ct = String::from_utf8_lossy(head.content_type.as_deref().unwrap_or(b"")).into_owned();
+        let ct = String::from_utf8_lossy(head.content_type().unwrap_or(b"")).into_owned();
         let msgs = match protocol::parse_send(transport, &ct, &body) {
             Ok(m) => m,
             Err(e) => return ctx.respond_error(t, minor, e.status(), &e.to_string(), keep),

@@ -30,7 +30,7 @@ impl SockJs {
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'_>,
         early: Vec<u8>,
         service: Service,
         channel: &str,
@@ -82,7 +82,7 @@ impl SockJs {
         ctx: &mut Ctx,
         ws: &mut WebSockets,
         t: Token,
-        head: Head,
+        head: Head<'_>,
         early: Vec<u8>,
         service: Service,
         channel: &str,
@@ -169,7 +169,7 @@ impl SockJs {
 /// The SockJS flavour of the upgrade checks (400 with SockJS's texts).
 /// RFC 6455 (versions 13 and 8), and hixie-76 (`Sec-WebSocket-Key1` and
 /// `Key2`, no version), which the SockJS protocol still tests.
-fn upgrade(ctx: &mut Ctx, t: Token, head: &Head, service: Service) -> Option<Handshake> {
+fn upgrade(ctx: &mut Ctx, t: Token, head: &Head<'_>, service: Service) -> Option<Handshake> {
     let minor = head.minor;
     if !service.websocket() {
         let msg = "WebSocket is disabled on this channel.";
@@ -180,14 +180,15 @@ fn upgrade(ctx: &mut Ctx, t: Token, head: &Head, service: Service) -> Option<Han
         ctx.respond_error(t, minor, 400, protocol::ERR_NOT_WEBSOCKET, false);
         return None;
     }
-    let hixie = head.ws_version.is_none()
-        && head.ws_key.is_none()
-        && (head.ws_hixie_keys.0.is_some() || head.ws_hixie_keys.1.is_some());
+    let hixie = head.header("sec-websocket-version").is_none()
+        && head.header("sec-websocket-key").is_none()
+        && (head.header("sec-websocket-key1").is_some()
+            || head.header("sec-websocket-key2").is_some());
     if hixie {
         return handshake::accept_hixie(ctx, t, head);
     }
     if !matches!(
-        head.ws_version.as_deref().map(str::trim),
+        head.header_str("sec-websocket-version"),
         Some("13") | Some("8")
     ) {
         ctx.respond_error(t, minor, 400, protocol::ERR_WEBSOCKET_VERSION, false);

@@ -15,7 +15,7 @@ use crate::net::Ctx;
 /// The checks on a pipe upgrade (`GET /<path>`): HTTP/1.1, `Connection:
 /// Upgrade`, version 13, then the `101`. Returns whether the connection
 /// may become a WebSocket; if not, it has its answer.
-pub fn check_and_accept(ctx: &mut Ctx, t: Token, head: &Head) -> bool {
+pub fn check_and_accept(ctx: &mut Ctx, t: Token, head: &Head<'_>) -> bool {
     let minor = head.minor;
     if minor < 1 || !head.connection_upgrade {
         ctx.respond_error(
@@ -27,7 +27,7 @@ pub fn check_and_accept(ctx: &mut Ctx, t: Token, head: &Head) -> bool {
         );
         return false;
     }
-    if head.ws_version.as_deref().map(str::trim) != Some("13") {
+    if head.header_str("sec-websocket-version") != Some("13") {
         let mut out = Vec::new();
         response::error(
             &mut out,
@@ -45,8 +45,11 @@ pub fn check_and_accept(ctx: &mut Ctx, t: Token, head: &Head) -> bool {
 
 /// Queue the RFC 6455 `101` answer (or answer `400` for a bad key).
 /// Returns whether the connection may now become a WebSocket.
-pub fn accept(ctx: &mut Ctx, t: Token, head: &Head) -> bool {
-    let Some(key) = head.ws_key.as_deref().filter(|k| codec::valid_key(k)) else {
+pub fn accept(ctx: &mut Ctx, t: Token, head: &Head<'_>) -> bool {
+    let Some(key) = head
+        .header_str("sec-websocket-key")
+        .filter(|k| codec::valid_key(k))
+    else {
         let msg = "Missing or invalid Sec-WebSocket-Key.";
         ctx.respond_error(t, head.minor, 400, msg, false);
         return false;
@@ -65,28 +68,28 @@ pub fn accept(ctx: &mut Ctx, t: Token, head: &Head) -> bool {
 /// the `101` head now, the challenge answer once key3 is read (a proxy
 /// that does not know hixie-76 sends key3 only after it sees our head).
 /// `400` for keys that do not give numbers or a missing `Host`.
-pub fn accept_hixie(ctx: &mut Ctx, t: Token, head: &Head) -> Option<Handshake> {
+pub fn accept_hixie(ctx: &mut Ctx, t: Token, head: &Head<'_>) -> Option<Handshake> {
     let minor = head.minor;
-    let n1 = head.ws_hixie_keys.0.as_deref().and_then(hixie::key_number);
-    let n2 = head.ws_hixie_keys.1.as_deref().and_then(hixie::key_number);
-    let host = head.host.as_deref().filter(|h| !h.is_empty());
+    let n1 = head
+        .header_str("sec-websocket-key1")
+        .and_then(hixie::key_number);
+    let n2 = head
+        .header_str("sec-websocket-key2")
+        .and_then(hixie::key_number);
+    let host = head.host().filter(|h| !h.is_empty());
     let (Some(n1), Some(n2), Some(host)) = (n1, n2, host) else {
         let msg = "Invalid hixie-76 handshake: Sec-WebSocket-Key1/Key2 and Host are needed.";
         ctx.respond_error(t, minor, 400, msg, false);
         return None;
     };
-    let scheme = match head.forwarded_proto.as_deref() {
+    let scheme = match head.header_str("x-forwarded-proto") {
         Some(p) if p.eq_ignore_ascii_case("https") => "wss",
         _ => "ws",
     };
-    let query = head
-        .query
-        .as_deref()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    let query = head.query.map(|q| format!("?{q}")).unwrap_or_default();
     let mut h = String::with_capacity(256);
     h.push_str("HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n");
-    if let Some(origin) = head.origin.as_deref() {
+    if let Some(origin) = head.header_str("origin") {
         h.push_str(&format!("Sec-WebSocket-Origin: {origin}\r\n"));
     }
     h.push_str(&format!(

@@ -232,8 +232,8 @@ impl WebSockets {
     // --- Pipes --------------------------------------------------------------------
 
     /// `GET /<path>` with `Upgrade: websocket`: pair two peers on the path.
-    pub fn pipe_request(&mut self, ctx: &mut Ctx, t: Token, head: Head, early: Vec<u8>) {
-        let key = head.path.clone();
+    pub fn pipe_request(&mut self, ctx: &mut Ctx, t: Token, head: Head<'_>, early: Vec<u8>) {
+        let key = head.path.to_string();
         if self.running.contains(&key) {
             let msg = format!("A WebSocket pair on {key} is already connected; try another path.");
             return ctx.respond_error(t, head.minor, 409, &msg, false);
