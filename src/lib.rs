@@ -33,7 +33,7 @@
 //!
 //! The table and the pump are sans-io: they take `now`, an [`relay::core::Env`]
 //! that lends them the connections, and return [`relay::core::Effect`]s for
-//! the loop to carry out. `tests/sim` runs this same code over simulated
+//! the loop to carry out. `tests/it/sim.rs` runs this same code over simulated
 //! connections.
 //!
 //! # The modules, by layer
