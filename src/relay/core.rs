@@ -87,8 +87,25 @@ struct WaitingSender {
     minor: u8,
     /// Its response waits in `out` until its body is read.
     hold: bool,
+    /// It closed (a HUP, or a write of ours failed) with its whole body
+    /// here: a reset that follows does not take the body back.
+    closed: bool,
     wait: Option<Handle>,
     upload: Box<Upload>,
+}
+
+impl WaitingSender {
+    /// Whether its declared body is all here, with the head or in the
+    /// kernel: nothing it does from now on can take it back (Linux keeps a
+    /// socket's received bytes readable after a close or a reset).
+    fn body_in_kernel(&self, queued: u64) -> bool {
+        match self.upload.framing {
+            BodyFraming::Length(len) => {
+                (self.upload.early.len() as u64).saturating_add(queued) >= len
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A parked receiver.
@@ -551,6 +568,7 @@ impl Table {
                     token,
                     minor,
                     hold,
+                    closed: false,
                     wait: None,
                     upload,
                 });
@@ -802,15 +820,17 @@ impl Table {
         let Some(s) = w.sender.as_mut() else { return };
         let Some(io) = env.io(t) else { return };
         let until_close = s.upload.framing == BodyFraming::UntilClose;
-        let body_in_kernel = match s.upload.framing {
-            BodyFraming::Length(len) => {
-                (s.upload.early.len() as u64).saturating_add(io.stream.queued()) >= len
-            }
-            _ => false,
-        };
+        let body_in_kernel = s.body_in_kernel(io.stream.queued());
         let ev = io.ready.event;
-        if ev.contains(Ready::ERROR) || (ev.contains(Ready::HUP) && !until_close && !body_in_kernel)
-        {
+        // A reset is a sender that gave up (even with its body here),
+        // unless it closed first: then the reset answers a write of ours,
+        // and its body is still in the kernel.
+        let gone = if ev.contains(Ready::ERROR) {
+            !s.closed
+        } else {
+            ev.contains(Ready::HUP) && !until_close && !body_in_kernel
+        };
+        if gone {
             // A framed body's sender that shuts down before it is read has
             // given up (R7 holds for streaming senders, whose bytes are read
             // to the end; a parked one's are never read).
@@ -820,8 +840,8 @@ impl Table {
             // Its whole body is here (a half-close ends an HTTP/1.0 body; or
             // the declared length is in the kernel). It may have closed for
             // good (`curl -m`) rather than half-closed (`nc -N`): a write now
-            // would draw a reset and lose the body, so nothing is written to
-            // it until the body is read.
+            // would only draw a reset, so nothing is written to it until the
+            // body is read.
             io.ready.interest.remove(Ready::WRITABLE);
             if !s.hold {
                 debug!(
@@ -830,11 +850,13 @@ impl Table {
                 );
             }
             s.hold = true;
+            s.closed = true;
         }
     }
 
     /// Write a parked party's pending control bytes (unless held); a failed
-    /// write means it is gone.
+    /// write means it is gone, unless it is a sender whose whole body is
+    /// in the kernel (then it is held).
     fn flush_waiting(&mut self, env: &mut dyn Env, p: PipeId, t: Token, fx: &mut Vec<Effect>) {
         let Some(pipe) = self.pipes.get(p.0) else {
             return;
@@ -861,6 +883,21 @@ impl Table {
                 }
             }
             Err(e) => {
+                // A sender whose whole body is in the kernel has not left
+                // for the relay's purposes: hold it and read the body when
+                // the pipe starts.
+                if let Some(Phase::Waiting(w)) = self.pipes.get_mut(p.0).map(|pp| &mut pp.phase) {
+                    if let Some(s) = w.sender.as_mut().filter(|s| s.token == t) {
+                        if s.body_in_kernel(io.stream.queued()) {
+                            debug!("[{}] write failed: {e}; its body is here, holding", t.0);
+                            io.out.clear();
+                            io.ready.interest.remove(Ready::WRITABLE);
+                            s.hold = true;
+                            s.closed = true;
+                            return;
+                        }
+                    }
+                }
                 debug!("[{}] write failed: {e}", t.0);
                 self.party_gone_parked(env, p, t, fx);
             }
@@ -1689,6 +1726,9 @@ mod tests {
         /// A write while the client's body is still unread is a failure
         /// (the client may have closed for good; a write draws a reset).
         no_write_before_read: bool,
+        /// The client closed for good and its reset has come: writes fail,
+        /// and what it sent stays readable (as on Linux).
+        reset: bool,
     }
 
     impl Read for Mem {
@@ -1714,6 +1754,9 @@ mod tests {
                 !self.no_write_before_read || self.inbound.is_empty(),
                 "written to while its body was unread"
             );
+            if self.reset {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
             self.outbound.extend_from_slice(buf);
             Ok(buf.len())
         }
@@ -1986,6 +2029,68 @@ mod tests {
         t.ready(r, Ready::WRITABLE);
         assert!(t.got(r).ends_with("my message"), "{}", t.got(r));
         assert!(t.got(s).contains("Sent successfully"));
+    }
+
+    #[test]
+    fn a_sender_whose_write_fails_as_its_pipe_starts_is_read_to_the_end() {
+        // It sent its whole body and closed for good; the relay starts the
+        // pipe before it sees the close, and its first line draws the
+        // reset. What it sent is still in the kernel: every byte arrives.
+        let mut t = T::new(SenderProgress::Live);
+        let r1 = t.receiver("/c", 2);
+        let s = t.sender("/c", 2, b"all of it", 0, 9, true);
+        t.w.conns[s.0].sock.fin = true;
+        t.w.conns[s.0].sock.reset = true;
+        let r2 = t.receiver("/c", 2);
+        t.ready(r1, Ready::WRITABLE);
+        t.ready(r2, Ready::WRITABLE);
+        assert!(t.got(r1).ends_with("all of it"), "{}", t.got(r1));
+        assert!(t.got(r2).ends_with("all of it"), "{}", t.got(r2));
+        assert_eq!(t.w.metrics.transfers_abandoned, 0);
+    }
+
+    #[test]
+    fn a_streaming_sender_whose_write_fails_is_read_to_the_end() {
+        let mut t = T::new(SenderProgress::Live);
+        let s = t.sender("/e", 2, b"0123456789", 0, 4, true);
+        let r1 = t.receiver("/e", 2);
+        let r2 = t.receiver("/e", 2);
+        t.ready(r1, Ready::WRITABLE);
+        assert!(t.got(r1).ends_with("0123"), "{}", t.got(r1));
+        // The rest of its body comes and it closes for good; the relay has
+        // not seen that yet when a receiver leaves and the line telling
+        // the sender so draws the reset.
+        let c = &mut t.w.conns[s.0];
+        c.sock.inbound.extend(b"456789");
+        c.sock.fin = true;
+        c.sock.reset = true;
+        t.w.conns[r2.0].sock.fin = true;
+        t.ready(r2, Ready::READABLE | Ready::HUP);
+        assert!(!t.fx.contains(&Effect::Close(s)), "held, not dropped");
+        t.ready(s, Ready::READABLE | Ready::HUP);
+        t.ready(r1, Ready::WRITABLE);
+        assert!(t.got(r1).ends_with("0123456789"), "{}", t.got(r1));
+    }
+
+    #[test]
+    fn a_parked_sender_whose_write_fails_with_its_body_in_the_kernel_is_held() {
+        let mut t = T::new(SenderProgress::Live);
+        let s = t.sender("/d", 3, b"0123456789", 4, 6, true);
+        let r1 = t.receiver("/d", 3);
+        // It closes for good; the next progress line draws the reset.
+        t.w.conns[s.0].sock.fin = true;
+        t.w.conns[s.0].sock.reset = true;
+        let r2 = t.receiver("/d", 3);
+        assert!(t.table.has_path("/d"), "its whole body is here: kept");
+        assert!(!t.fx.contains(&Effect::Close(s)));
+        // The reset our write drew arrives: it does not take the body.
+        t.ready(s, Ready::READABLE | Ready::HUP | Ready::ERROR);
+        assert!(t.table.has_path("/d"), "a reset after its close keeps it");
+        let r3 = t.receiver("/d", 3);
+        for r in [r1, r2, r3] {
+            t.ready(r, Ready::WRITABLE);
+            assert!(t.got(r).ends_with("0123456789"), "{}", t.got(r));
+        }
     }
 
     #[test]

@@ -462,10 +462,11 @@ pub fn run(
         if dec.is_some() {
             hold_if_closed(env, flow);
         }
-        // A sender whose connection failed is taken out here; whether that
-        // cuts the transfer is ingress's call: the rest of its body may
-        // already be in hand.
-        flush_sender(env, flow, fx);
+        // A sender whose connection fails while its body is read is held:
+        // what it sent before it went is still in the kernel (Linux keeps
+        // a socket's received bytes readable after a reset), so whether
+        // the transfer is cut is ingress's call.
+        flush_sender(env, flow, fx, dec.is_some());
         if let Some(d) = dec.as_deref_mut() {
             match ingress(env, flow, d, scratch, limit) {
                 Ingress::Moved(n) => {
@@ -480,7 +481,7 @@ pub fn run(
                             io.ready.interest.remove(Ready::READABLE);
                         }
                     }
-                    flush_sender(env, flow, fx);
+                    flush_sender(env, flow, fx, false);
                     if !flow.heads_written {
                         // A form whose part never began was cut in ingress;
                         // here the heads are surely written.
@@ -564,8 +565,9 @@ pub fn run(
 
 /// A sender that closed its side before its body was read may have
 /// closed for good (`curl -m` giving up after its last byte): a write to it
-/// now would draw a reset, and a reset destroys what the relay has not yet
-/// read. Nothing more is written to it until its body is in.
+/// now would only draw a reset, and a failed write must not be taken for a
+/// sender that left before its body was read. Nothing more is written to
+/// it until its body is in.
 fn hold_if_closed(env: &mut dyn Env, flow: &mut Flow) {
     let Some(s) = flow.sender.as_mut() else {
         return;
@@ -585,20 +587,21 @@ fn hold_if_closed(env: &mut dyn Env, flow: &mut Flow) {
     }
 }
 
-/// Write the sender's pending lines (unless held). False when its
-/// connection failed; it is then taken out of the flow and closed.
-fn flush_sender(env: &mut dyn Env, flow: &mut Flow, fx: &mut Vec<Effect>) -> bool {
-    let Some(s) = flow.sender.as_ref() else {
+/// Write the sender's pending lines (unless held). A failed write while
+/// its body is being `reading` holds the sender (its lines are dropped;
+/// its body is read on); after that it means the sender is gone, and it is
+/// taken out of the flow and closed (false).
+fn flush_sender(env: &mut dyn Env, flow: &mut Flow, fx: &mut Vec<Effect>, reading: bool) -> bool {
+    let Some(s) = flow.sender.as_mut() else {
         return true;
     };
     let t = s.token;
-    let held = s.hold;
     let Some(io) = env.io(t) else {
         flow.sender = None;
         fx.push(Effect::Close(t));
         return false;
     };
-    if held || !io.out.is_pending() {
+    if s.hold || !io.out.is_pending() {
         return true;
     }
     match io.out.flush_to(io.stream, io.ready) {
@@ -606,6 +609,13 @@ fn flush_sender(env: &mut dyn Env, flow: &mut Flow, fx: &mut Vec<Effect>) -> boo
             if io.out.is_pending() {
                 io.ready.interest.insert(Ready::WRITABLE);
             }
+            true
+        }
+        Err(e) if reading => {
+            log::debug!("[{}] write failed: {e}; reading the rest of its body", t.0);
+            io.out.clear();
+            io.ready.interest.remove(Ready::WRITABLE);
+            s.hold = true;
             true
         }
         Err(e) => {

@@ -39,6 +39,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::seed::{test_seed, Rng, SeedReport};
@@ -165,11 +166,12 @@ impl Sock {
         self.client_gone = true;
     }
 
-    /// The client resets: what the relay has not read is lost.
+    /// The client resets. As on Linux, what it sent before stays readable
+    /// in the relay's socket; after it, a read fails (or reads the end,
+    /// when a close came first) and so does every write.
     fn client_reset(&mut self) {
         if !self.rst {
             self.rst = true;
-            self.inbound.clear();
             self.edges
                 .insert(Ready::READABLE | Ready::WRITABLE | Ready::HUP | Ready::ERROR);
         }
@@ -183,12 +185,11 @@ impl Sock {
 
 impl Read for Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.rst {
-            return Err(io::ErrorKind::ConnectionReset.into());
-        }
         if self.inbound.is_empty() {
             return if self.fin {
                 Ok(0)
+            } else if self.rst {
+                Err(io::ErrorKind::ConnectionReset.into())
             } else {
                 Err(io::ErrorKind::WouldBlock.into())
             };
@@ -1451,22 +1452,46 @@ fn simulation() {
                 "sim::simulation: base seed {base} (WEIR_SIM_BASE={base} runs these cases again)"
             );
             let mut seeds = Rng::new(base);
-            let mut steps = 0;
-            for _ in 0..cases {
-                let seed = seeds.next_u64();
-                let r = std::panic::catch_unwind(|| run_case(seed));
-                if let Ok(n) = r {
-                    steps += n;
-                }
-                if let Err(e) = r {
-                    eprintln!(
-                        "sim::simulation case FAILED: replay with \
-                         WEIR_SEED={seed} cargo test --test it sim::"
-                    );
-                    std::panic::resume_unwind(e);
-                }
+            let seeds: Vec<u64> = (0..cases).map(|_| seeds.next_u64()).collect();
+            // Cases are independent: they run on every core, in chunks.
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 8);
+            let failed = AtomicBool::new(false);
+            let chunk = seeds.len().div_ceil(threads).max(1);
+            let results: Vec<(usize, Option<u64>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = seeds
+                    .chunks(chunk)
+                    .map(|part| {
+                        let failed = &failed;
+                        scope.spawn(move || {
+                            let mut steps = 0;
+                            for &seed in part {
+                                if failed.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                match std::panic::catch_unwind(|| run_case(seed)) {
+                                    Ok(n) => steps += n,
+                                    Err(_) => {
+                                        failed.store(true, Ordering::Relaxed);
+                                        return (steps, Some(seed));
+                                    }
+                                }
+                            }
+                            (steps, None)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            if let Some(seed) = results.iter().find_map(|r| r.1) {
+                panic!(
+                    "sim::simulation case FAILED (its panic is above): replay with \
+                     WEIR_SEED={seed} cargo test --test it sim::"
+                );
             }
-            eprintln!("simulation: {steps} steps");
+            let steps: usize = results.iter().map(|r| r.0).sum();
+            eprintln!("simulation: {steps} steps on {threads} thread(s)");
         }
     }
     eprintln!(
