@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser tests (tests/browser.rs) need, when it is missing:
+# Installs what the browser tests (tests/it/browser.rs) need, when it is missing:
 #   - Debian's chromium (/usr/bin/chromium), from apt;
 #   - tests/browser/node_modules, from tests/browser/package-lock.json (npm ci).
 # Node.js 20 or later and npm must already be on PATH.

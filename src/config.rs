@@ -133,6 +133,11 @@ pub struct Config {
     pub sockjs_response_limit: usize,
     /// When a pipe sender's response is written (default `Auto`).
     pub sender_progress: SenderProgress,
+    /// Bytes of messages being assembled whole, across all connections
+    /// (event and signal posts, SockJS sends, WebSocket messages held to be
+    /// echoed or parsed); past it the client gets the protocol's "too big"
+    /// answer (default 32 MiB).
+    pub message_budget: usize,
 }
 
 impl Default for Config {
@@ -167,6 +172,7 @@ impl Default for Config {
             sockjs_disconnect_delay: Duration::from_secs(5),
             sockjs_response_limit: 128 * 1024,
             sender_progress: SenderProgress::Auto,
+            message_budget: 32 << 20,
         }
     }
 }
@@ -224,6 +230,9 @@ impl Config {
         }
         if self.max_swarm_peers < 2 {
             return err("--max-swarm-peers must be at least 2");
+        }
+        if self.message_budget < 64 * 1024 {
+            return err("--message-budget must be at least 65536");
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
             return err("--ttl and --head-timeout must be positive");

@@ -234,6 +234,16 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "message-budget",
+        value: "N",
+        help: "bytes of messages held whole at once, all connections together (posts, SockJS sends, WebSocket messages); past it 413 / close 1009",
+        default: |c| c.message_budget.to_string(),
+        set: |c, v| {
+            c.message_budget = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "sockjs-disconnect-delay",
         value: "SECS",
         help: "a SockJS session without a receiving connection ends after this",

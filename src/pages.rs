@@ -6,18 +6,18 @@ use crate::http::Head;
 /// `trust_proxy` from `X-Forwarded-Proto` and `X-Forwarded-Host`. A host
 /// with characters that do not belong in one is replaced, so a client
 /// cannot make the relay print arbitrary text as a URL.
-pub fn base_url(head: &Head, trust_proxy: bool) -> String {
+pub fn base_url(head: &Head<'_>, trust_proxy: bool) -> String {
     let mut scheme = "http";
-    let mut host = head.host.as_deref();
+    let mut host = head.host();
     if trust_proxy {
-        if let Some(p) = head.forwarded_proto.as_deref() {
+        if let Some(p) = head.header_str("x-forwarded-proto") {
             match p.split(',').next().unwrap_or("").trim() {
                 "https" => scheme = "https",
                 "http" => scheme = "http",
                 _ => {}
             }
         }
-        if let Some(h) = head.forwarded_host.as_deref() {
+        if let Some(h) = head.header_str("x-forwarded-host") {
             host = Some(h.split(',').next().unwrap_or("").trim());
         }
     }
@@ -34,7 +34,7 @@ pub fn base_url(head: &Head, trust_proxy: bool) -> String {
 
 /// `/` and `/help`: how to use the relay, with this host's URLs (from
 /// `X-Forwarded-*` with `trust_proxy`, as [`base_url`] says).
-pub fn help(head: &Head, trust_proxy: bool) -> String {
+pub fn help(head: &Head<'_>, trust_proxy: bool) -> String {
     let url = base_url(head, trust_proxy);
     format!(
         "weir {version}: an ephemeral relay. Bytes stream from a sender to its receivers and are never stored.
@@ -59,7 +59,7 @@ Other paths:
 }
 
 /// `/noscript`: a form that sends a file with no JavaScript.
-pub fn noscript(head: &Head, trust_proxy: bool) -> String {
+pub fn noscript(head: &Head<'_>, trust_proxy: bool) -> String {
     // The path comes from a query parameter the user typed; only a safe
     // character set is kept so it can be placed in the page unescaped.
     let path: String = head

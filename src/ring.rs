@@ -152,7 +152,7 @@ impl Ring {
     /// Errors, including `WouldBlock` and `Interrupted`, are passed through
     /// and leave the ring unchanged. A reader claiming more bytes than it was
     /// given is clamped rather than trusted.
-    pub fn fill_from<R: Read>(&mut self, r: &mut R, limit: usize) -> io::Result<usize> {
+    pub fn fill_from<R: Read + ?Sized>(&mut self, r: &mut R, limit: usize) -> io::Result<usize> {
         let limit = limit.min(self.free());
         if limit == 0 {
             return Ok(0);
@@ -198,7 +198,12 @@ impl Ring {
     /// [`release_to`](Ring::release_to) with the minimum. When there is
     /// nothing to write (or `limit == 0`) this returns `Ok(0)` **without
     /// calling `write`**. A writer claiming more than it was given is clamped.
-    pub fn drain_into<W: Write>(&self, w: &mut W, offset: u64, limit: usize) -> io::Result<usize> {
+    pub fn drain_into<W: Write + ?Sized>(
+        &self,
+        w: &mut W,
+        offset: u64,
+        limit: usize,
+    ) -> io::Result<usize> {
         let (a, b) = self.readable_from(offset);
         let n1 = a.len().min(limit);
         let n2 = b.len().min(limit - n1);

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir::hixie::{key_number, Decoder, Item};
+use weir::websocket::hixie::{key_number, Decoder, Item};
 
 /// Feed `pieces`, each appended to what the last call left unconsumed (as
 /// a connection's buffer is); returns (messages, closed, error).

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use weir::http::Method;
-use weir::sockjs::{self, Transport};
+use weir::sockjs::protocol::{self as sockjs, Transport};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

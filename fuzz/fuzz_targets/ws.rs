@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir::ws::{FrameParser, MessageState, Parsed, Role};
+use weir::websocket::codec::{FrameParser, MessageState, Parsed, Role};
 
 /// Feed `pieces` in order; returns (payload bytes seen, failed).
 fn run(pieces: &[&[u8]]) -> (Vec<u8>, bool) {

@@ -392,7 +392,12 @@ impl ChunkEncoder {
     /// `a.len() + b.len() == 0` and no framing is pending, returns `Ok(0)`
     /// without writing. A writer accepting zero bytes gives `WriteZero`;
     /// writing after [`finish_to`](Self::finish_to) began gives `InvalidInput`.
-    pub fn write_to<W: Write>(&mut self, w: &mut W, a: &[u8], b: &[u8]) -> io::Result<usize> {
+    pub fn write_to<W: Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        a: &[u8],
+        b: &[u8],
+    ) -> io::Result<usize> {
         if self.last_pos > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -447,7 +452,7 @@ impl ChunkEncoder {
     /// write (call again when writable), `Err(WouldBlock)` if nothing was
     /// written. A chunk still owed payload gives `InvalidInput`: finishing then
     /// would corrupt the framing.
-    pub fn finish_to<W: Write>(&mut self, w: &mut W) -> io::Result<bool> {
+    pub fn finish_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         if self.last_pos == LAST_CHUNK.len() {
             return Ok(true);
         }

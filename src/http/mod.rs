@@ -3,6 +3,7 @@
 //! Everything here is sans-io: functions take byte slices and return values
 //! or bytes to write; no socket and no clock is touched.
 
+pub mod body;
 pub mod chunked;
 pub mod multipart;
 pub mod request;

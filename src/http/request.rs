@@ -2,10 +2,12 @@
 //! headers the relay acts on.
 //!
 //! `parse_head` is called with everything read so far. Partial input is not
-//! an error (`Ok(None)`). A complete head is turned into an owned [`Head`]
-//! that keeps only what routing and forwarding need, so a parked connection
-//! holds a few hundred bytes rather than its read buffer. Ambiguous framing
-//! (request smuggling shapes) is refused here, before any body byte is read.
+//! an error (`Ok(None)`). A complete [`Head`] borrows the bytes it was
+//! parsed from (no header is copied for every request); each family reads
+//! the headers it needs by name and copies only what it keeps, so a parked
+//! connection holds a few hundred bytes rather than its read buffer.
+//! Ambiguous framing (request smuggling shapes) is refused here, before any
+//! body byte is read.
 
 use std::fmt;
 
@@ -38,6 +40,21 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    /// The method as it is spelled on the wire (`OTHER` for the ones the
+    /// relay does not answer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 /// Body framing the client declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFraming {
@@ -52,15 +69,19 @@ pub enum BodyFraming {
     UntilClose,
 }
 
-/// The parts of a request head the relay keeps.
-#[derive(Clone, Debug)]
-pub struct Head {
+/// A parsed request head. It borrows the bytes it was parsed from: its
+/// path, its query and every header are slices of them. The framing and
+/// the connection's fate are decided here, with every request-smuggling
+/// shape refused; anything else a family needs it reads itself, by name,
+/// with [`Head::header`], and copies only what it keeps.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
     /// Method.
     pub method: Method,
     /// Target path, without the query (raw, not percent-decoded).
-    pub path: String,
+    pub path: &'a str,
     /// Query string without the `?`, if any.
-    pub query: Option<String>,
+    pub query: Option<&'a str>,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     /// Declared body framing.
@@ -69,52 +90,62 @@ pub struct Head {
     pub expect_continue: bool,
     /// The connection may be reused after this exchange.
     pub keep_alive: bool,
-    /// `Content-Type`.
-    pub content_type: Option<Vec<u8>>,
-    /// `Content-Disposition`.
-    pub content_disposition: Option<Vec<u8>>,
-    /// Every `X-Piping` header value, in order.
-    pub x_piping: Vec<Vec<u8>>,
-    /// `Host`.
-    pub host: Option<String>,
-    /// `Origin`.
-    pub origin: Option<String>,
-    /// `Referer`.
-    pub referer: Option<String>,
-    /// `Accept`.
-    pub accept: Option<String>,
-    /// `User-Agent`.
-    pub user_agent: Option<String>,
-    /// `Access-Control-Request-Headers` (echoed on preflight).
-    pub ac_request_headers: Option<Vec<u8>>,
-    /// `Service-Worker: script` was sent.
-    pub service_worker: bool,
-    /// `Upgrade: websocket` was sent.
+    /// `Upgrade: websocket` was sent (the router reads it).
     pub upgrade_websocket: bool,
     /// `Connection` lists `upgrade`.
     pub connection_upgrade: bool,
-    /// `Sec-WebSocket-Key`.
-    pub ws_key: Option<String>,
-    /// `Sec-WebSocket-Version`.
-    pub ws_version: Option<String>,
-    /// `Last-Event-ID`.
-    pub last_event_id: Option<String>,
-    /// `X-Forwarded-Proto`.
-    pub forwarded_proto: Option<String>,
-    /// `X-Forwarded-Host`.
-    pub forwarded_host: Option<String>,
-    /// `Cookie`.
-    pub cookie: Option<String>,
-    /// `If-None-Match`.
-    pub if_none_match: Option<String>,
-    /// `Sec-WebSocket-Key1` and `Sec-WebSocket-Key2` (a hixie-76 handshake).
-    pub ws_hixie_keys: (Option<String>, Option<String>),
+    /// The head's bytes, as read (for a body read later, which re-parses it).
+    pub raw: &'a [u8],
+    headers: [httparse::Header<'a>; MAX_HEADERS],
+    count: usize,
 }
 
-impl Head {
+impl fmt::Debug for Head<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Head")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("minor", &self.minor)
+            .field("framing", &self.framing)
+            .field("headers", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Head<'a> {
+    /// The first value of header `name` (any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers(name).next()
+    }
+
+    /// The first value of header `name` as text; `None` when absent or not
+    /// UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers[..self.count]
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// `Host`.
+    pub fn host(&self) -> Option<&'a str> {
+        self.header_str("host")
+    }
+
+    /// `Content-Type`.
+    pub fn content_type(&self) -> Option<&'a [u8]> {
+        self.header("content-type")
+    }
+
     /// The value of query parameter `name`, if present (first occurrence).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        let q = self.query.as_deref()?;
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        let q = self.query?;
         q.split('&').find_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             (k == name).then_some(v)
@@ -127,19 +158,6 @@ impl Head {
             BodyFraming::None => false,
             BodyFraming::Length(n) => n > 0,
             BodyFraming::Chunked | BodyFraming::UntilClose => true,
-        }
-    }
-
-    /// Whether the client asked for, or accepts, an event stream.
-    pub fn accepts_event_stream(&self) -> bool {
-        match &self.accept {
-            None => true,
-            Some(a) => a.split(',').any(|t| {
-                let t = t.split(';').next().unwrap_or("").trim();
-                t.eq_ignore_ascii_case("text/event-stream")
-                    || t == "*/*"
-                    || t.eq_ignore_ascii_case("text/*")
-            }),
         }
     }
 }
@@ -175,7 +193,7 @@ fn first_line_len(buf: &[u8]) -> Option<usize> {
 /// Returns `Ok(None)` while the head is incomplete and within limits,
 /// `Ok(Some((head, len)))` with the head's length in bytes (body bytes, if
 /// any, follow at `buf[len..]`), or the status to refuse it with.
-pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, HeadError> {
+pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head<'_>, usize)>, HeadError> {
     // Tolerate empty lines before a request (RFC 9112 §2.2), as clients
     // that pipeline after a body sometimes send a stray CRLF.
     let skip = buf
@@ -232,6 +250,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
         _ => Method::Other,
     };
     let (path, query) = split_target(target)?;
+    let raw = &buf[..skip + len];
 
     let mut head = Head {
         method,
@@ -241,33 +260,20 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
         framing: BodyFraming::None,
         expect_continue: false,
         keep_alive: minor >= 1,
-        content_type: None,
-        content_disposition: None,
-        x_piping: Vec::new(),
-        host: None,
-        origin: None,
-        referer: None,
-        accept: None,
-        user_agent: None,
-        ac_request_headers: None,
-        service_worker: false,
         upgrade_websocket: false,
         connection_upgrade: false,
-        ws_key: None,
-        ws_version: None,
-        last_event_id: None,
-        forwarded_proto: None,
-        forwarded_host: None,
-        cookie: None,
-        if_none_match: None,
-        ws_hixie_keys: (None, None),
+        raw,
+        headers: [httparse::EMPTY_HEADER; MAX_HEADERS],
+        count: 0,
     };
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
-    let text = |v: &[u8]| String::from_utf8(v.to_vec()).ok();
+    let mut host = false;
     for h in req.headers.iter() {
         let v = trim(h.value);
         let name = h.name;
+        head.headers[head.count] = httparse::Header { name, value: v };
+        head.count += 1;
         if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(v)?;
             if content_length.is_some_and(|m| m != n) {
@@ -299,49 +305,13 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
                     head.connection_upgrade = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("content-type") {
-            head.content_type = Some(v.to_vec());
-        } else if name.eq_ignore_ascii_case("content-disposition") {
-            head.content_disposition = Some(v.to_vec());
-        } else if name.eq_ignore_ascii_case("x-piping") {
-            head.x_piping.push(v.to_vec());
         } else if name.eq_ignore_ascii_case("host") {
-            if head.host.is_some() {
+            if host {
                 return Err(herr(400, "More than one Host header."));
             }
-            head.host = text(v);
-        } else if name.eq_ignore_ascii_case("origin") {
-            head.origin = text(v);
-        } else if name.eq_ignore_ascii_case("referer") {
-            head.referer = text(v);
-        } else if name.eq_ignore_ascii_case("accept") {
-            head.accept = text(v);
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            head.user_agent = text(v);
-        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
-            head.ac_request_headers = Some(v.to_vec());
-        } else if name.eq_ignore_ascii_case("service-worker") {
-            head.service_worker |= v.eq_ignore_ascii_case(b"script");
+            host = true;
         } else if name.eq_ignore_ascii_case("upgrade") {
             head.upgrade_websocket |= v.eq_ignore_ascii_case(b"websocket");
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            head.ws_key = text(v);
-        } else if name.eq_ignore_ascii_case("sec-websocket-key1") {
-            head.ws_hixie_keys.0 = text(v);
-        } else if name.eq_ignore_ascii_case("sec-websocket-key2") {
-            head.ws_hixie_keys.1 = text(v);
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            head.ws_version = text(v);
-        } else if name.eq_ignore_ascii_case("last-event-id") {
-            head.last_event_id = text(v);
-        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            head.forwarded_proto = text(v);
-        } else if name.eq_ignore_ascii_case("x-forwarded-host") {
-            head.forwarded_host = text(v);
-        } else if name.eq_ignore_ascii_case("cookie") {
-            head.cookie = text(v);
-        } else if name.eq_ignore_ascii_case("if-none-match") {
-            head.if_none_match = text(v);
         }
     }
     head.framing = match (transfer_encoding, content_length) {
@@ -369,10 +339,24 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Option<(Head, usize)>, H
             }
         }
     };
-    if minor >= 1 && head.host.is_none() {
+    if minor >= 1 && !host {
         return Err(herr(400, "HTTP/1.1 requests need a Host header."));
     }
     Ok(Some((head, skip + len)))
+}
+
+/// Parse again a head that [`parse_head`] accepted before (its
+/// [`Head::raw`] bytes, kept while its body was read). `None` only for bytes
+/// that never came from `parse_head`.
+pub fn parse_again(raw: &[u8]) -> Option<Head<'_>> {
+    let limits = Limits {
+        max_head: raw.len(),
+        max_target: raw.len(),
+    };
+    match parse_head(raw, limits) {
+        Ok(Some((head, len))) if len == raw.len() => Some(head),
+        _ => None,
+    }
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -409,7 +393,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
     value.ok_or(herr(400, "Invalid Content-Length."))
 }
 
-fn split_target(target: &str) -> Result<(String, Option<String>), HeadError> {
+fn split_target(target: &str) -> Result<(&str, Option<&str>), HeadError> {
     // Absolute-form targets (proxies) are reduced to their path.
     let target = if let Some(rest) = target
         .strip_prefix("http://")
@@ -423,11 +407,11 @@ fn split_target(target: &str) -> Result<(String, Option<String>), HeadError> {
         return Err(herr(400, "The request target must start with '/'."));
     }
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
+        Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     let path = path.split('#').next().unwrap_or("/");
-    Ok((path.to_string(), query))
+    Ok((path, query))
 }
 
 #[cfg(test)]
@@ -439,7 +423,7 @@ mod tests {
         max_target: 4096,
     };
 
-    fn ok(raw: &str) -> (Head, usize) {
+    fn ok(raw: &str) -> (Head<'_>, usize) {
         parse_head(raw.as_bytes(), L).unwrap().expect("complete")
     }
 
@@ -524,23 +508,15 @@ mod tests {
         assert!(!h.keep_alive);
         let (h, _) = ok("PUT /a HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7\r\nX-Piping: one\r\nx-piping: two\r\n\r\n");
         assert_eq!(h.framing, BodyFraming::Length(7));
-        assert_eq!(h.x_piping, vec![b"one".to_vec(), b"two".to_vec()]);
+        let piping: Vec<&[u8]> = h.headers("x-piping").collect();
+        assert_eq!(piping, [&b"one"[..], &b"two"[..]]);
+        assert_eq!(h.header("X-PIPING"), Some(&b"one"[..]));
+        assert_eq!(h.header("x-missing"), None);
         let (h, n) =
             ok("\r\nGET http://host/p?q HTTP/1.1\r\nHost: a\r\nService-Worker: script\r\n\r\n");
         assert_eq!(h.path, "/p");
-        assert_eq!(h.query.as_deref(), Some("q"));
-        assert!(h.service_worker);
+        assert_eq!(h.query, Some("q"));
+        assert_eq!(h.header_str("service-worker"), Some("script"));
         assert!(n > 2);
-    }
-
-    #[test]
-    fn accept_event_stream() {
-        let (h, _) = ok("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert!(h.accepts_event_stream());
-        let (h, _) = ok("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n\r\n");
-        assert!(!h.accepts_event_stream());
-        let (h, _) =
-            ok("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html, text/event-stream;q=0.9\r\n\r\n");
-        assert!(h.accepts_event_stream());
     }
 }

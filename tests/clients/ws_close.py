@@ -1,5 +1,5 @@
 """Close handshakes with a real WebSocket client library (websocket-client,
-Debian's python3-websocket), run by tests/ws.rs against a relay:
+Debian's python3-websocket), run by tests/it/ws.rs against a relay:
 
     /usr/bin/python3 tests/clients/ws_close.py ws://127.0.0.1:PORT
 

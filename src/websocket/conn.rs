@@ -1,0 +1,341 @@
+//! What a WebSocket connection keeps: its mode, the reading state of its
+//! wire protocol (RFC 6455 or hixie-76), its input buffer, and its side of
+//! the close handshake. The websocket family drives it; the type itself
+//! does no I/O.
+//!
+//! It lives in the connection's state: `State::WebSocket` for a pipe or
+//! echo socket, `State::SockJs(SockJsConn::Ws)` for a SockJS session's
+//! socket or a raw channel member (its [`WsMode`] says which).
+//!
+//! Memory (R10): the 64 KiB input buffer ([`WS_INBUF`]) is allocated when
+//! the connection is first read from its socket (bridged, echo, SockJS),
+//! not at the upgrade: a pipe peer waiting for its other end holds only the
+//! few bytes that came with its head, if any.
+
+use std::time::Duration;
+
+use mio::Token;
+
+use super::codec::{FrameParser, MessageState, OpCode, Role};
+use super::hixie;
+use crate::budget::{BufPool, Lease, PoolBuf};
+use crate::wire::OutBuf;
+
+/// Bytes one connection's outbound queue may hold. Past it, whatever fills
+/// the queue stops: the connection itself is not read (its pongs and
+/// echoes), the pipe peer feeding it is not read, a SockJS session keeps
+/// its messages in its own bounded outbox, and a raw channel member that
+/// others write to is closed as too slow.
+pub const WS_QUEUE: usize = 256 * 1024;
+
+/// Input buffer per WebSocket connection that is being read.
+pub const WS_INBUF: usize = 64 * 1024;
+
+/// How long weir waits for the peer's close frame after sending its own
+/// (RFC 6455 §7.1.1: the server closes TCP after the close handshake).
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What a WebSocket connection is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsMode {
+    /// Waiting for its peer on this path.
+    Waiting(String),
+    /// Bridged to `peer` on path `key`.
+    Pipe {
+        /// The other end.
+        peer: Token,
+        /// The path both asked for.
+        key: String,
+    },
+    /// Echoes every message.
+    Echo,
+    /// Carries the SockJS session with this slab key (messages are
+    /// assembled and handed to the sockjs family).
+    SockJs(usize),
+    /// A raw WebSocket member of this SockJS channel.
+    Raw(String),
+}
+
+impl WsMode {
+    /// Whether the sockjs family owns a connection in this mode (its
+    /// messages and its end are reported to that family).
+    pub fn is_sockjs(&self) -> bool {
+        matches!(self, WsMode::SockJs(_) | WsMode::Raw(_))
+    }
+}
+
+/// Which handshake a WebSocket was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// RFC 6455 (the `101` is written).
+    Rfc6455,
+    /// hixie-76: the `101` head is written; the answer to the challenge
+    /// follows once the client's 8-byte key3 is read.
+    Hixie76 {
+        /// `Sec-WebSocket-Key1`'s number.
+        n1: u32,
+        /// `Sec-WebSocket-Key2`'s number.
+        n2: u32,
+    },
+}
+
+/// The wire protocol's reading state.
+#[derive(Debug)]
+pub(super) enum Proto {
+    /// RFC 6455: frames, then messages.
+    Rfc6455 {
+        parser: FrameParser,
+        msgs: MessageState,
+    },
+    /// hixie-76: text frames, each one a message.
+    Hixie76 {
+        dec: hixie::Decoder,
+        /// Still reading key3: the numbers, the bytes so far and how many.
+        key3: Option<(u32, u32, [u8; hixie::KEY3_LEN], usize)>,
+    },
+}
+
+/// A frame being echoed, held until complete.
+#[derive(Debug)]
+pub(super) struct HeldFrame {
+    pub(super) fin: bool,
+    pub(super) opcode: OpCode,
+    pub(super) data: Vec<u8>,
+}
+
+/// What happens to the data frame being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cur {
+    /// No data frame (between frames, or a control frame).
+    None,
+    /// Streamed to the pipe peer (its header is written there).
+    Forward(Token),
+    /// Held whole, then echoed.
+    Hold,
+    /// Collected into a message (SockJS and raw channel members).
+    Assemble,
+    /// Read and dropped: the connection is closing, or nobody takes it.
+    Discard,
+}
+
+/// Our side of the close handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CloseOut {
+    /// No close frame queued.
+    Open,
+    /// A close is due, but the connection's output is inside a forwarded
+    /// frame: it is written when that frame is complete.
+    Pending(Vec<u8>),
+    /// Our close frame is queued or written.
+    Sent,
+}
+
+/// A WebSocket's input buffer: the bytes that came with its head, until
+/// it is read from its socket; then a buffer from the pool.
+#[derive(Debug)]
+pub(super) enum Inbuf {
+    /// Bytes sent right behind the head (often none).
+    Early(Box<[u8]>),
+    /// A [`WS_INBUF`] buffer from the pool.
+    Pooled(PoolBuf),
+}
+
+impl std::ops::Deref for Inbuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Inbuf::Early(b) => b,
+            Inbuf::Pooled(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Inbuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Inbuf::Early(b) => b,
+            Inbuf::Pooled(b) => b,
+        }
+    }
+}
+
+/// Per-connection WebSocket state.
+#[derive(Debug)]
+pub struct WsConn {
+    /// What the connection is for.
+    pub mode: WsMode,
+    pub(super) proto: Proto,
+    /// Unread input is `inbuf[start..end]`. Until the connection is first
+    /// read from its socket this holds only the bytes that came with the
+    /// head (often none); a [`WS_INBUF`] buffer is taken from the bounded
+    /// pool then (R10).
+    pub(super) inbuf: Inbuf,
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) held: Option<HeldFrame>,
+    /// Payload bytes of a forwarded frame this connection still has to
+    /// receive into its `out`: while non-zero its output is mid-frame and
+    /// no other frame may be written to it.
+    pub(super) owed: u64,
+    pub(super) close_out: CloseOut,
+    /// The peer's close frame was read.
+    pub(super) close_in: bool,
+    /// The peer broke the protocol: nothing more is parsed; after our
+    /// close the connection lingers (drains without parsing) and ends.
+    pub(super) failed: bool,
+    pub(super) cur: Cur,
+    /// SockJS modes: the message being assembled, and complete ones.
+    pub(super) msg: Vec<u8>,
+    /// What the message (or echoed frame) being assembled holds of the
+    /// budget every connection shares (R10); given back when it is done.
+    pub(super) lease: Lease,
+    pub(super) inbox: Vec<String>,
+    /// The payload of the latest ping not yet answered: its pong waits
+    /// for room in the queue (and for the output to be between frames).
+    /// Only the latest ping is answered (RFC 6455 §5.5.3 allows it), so
+    /// pings cost at most one pong.
+    pub(super) pong: Option<Vec<u8>>,
+    /// hixie-76: frames queued before the challenge answer could be
+    /// written (it needs key3, which may come after our `101` head).
+    pub(super) held_out: Vec<u8>,
+    /// The parser said `NeedMore` for what is buffered.
+    pub(super) need_input: bool,
+}
+
+impl WsConn {
+    /// A WebSocket in `mode` whose `101` head (for `hs`) is written;
+    /// `early` are bytes the client sent right behind its head.
+    pub fn new(
+        mode: WsMode,
+        max_message: u64,
+        early: &[u8],
+        hs: Handshake,
+        lease: Lease,
+    ) -> WsConn {
+        // The client should wait for 101, but any early bytes are frames
+        // (or, for hixie-76, key3 and frames). They are kept as they are;
+        // the full input buffer waits until the socket is read (R10).
+        let n = early.len().min(WS_INBUF);
+        let inbuf = Inbuf::Early(early[..n].into());
+        let proto = match hs {
+            Handshake::Rfc6455 => Proto::Rfc6455 {
+                parser: FrameParser::new(Role::Server, max_message),
+                msgs: MessageState::new(max_message),
+            },
+            Handshake::Hixie76 { n1, n2 } => Proto::Hixie76 {
+                dec: hixie::Decoder::new(max_message),
+                key3: Some((n1, n2, [0; hixie::KEY3_LEN], 0)),
+            },
+        };
+        WsConn {
+            mode,
+            proto,
+            inbuf,
+            start: 0,
+            end: n,
+            held: None,
+            owed: 0,
+            close_out: CloseOut::Open,
+            close_in: false,
+            failed: false,
+            cur: Cur::None,
+            msg: Vec::new(),
+            lease,
+            inbox: Vec::new(),
+            pong: None,
+            held_out: Vec::new(),
+            need_input: n == 0,
+        }
+    }
+
+    /// Neither side has started the close handshake.
+    pub fn open(&self) -> bool {
+        self.close_out == CloseOut::Open && !self.close_in && !self.failed
+    }
+
+    /// Opened with a hixie-76 handshake.
+    pub(super) fn hixie(&self) -> bool {
+        matches!(self.proto, Proto::Hixie76 { .. })
+    }
+
+    /// Still waiting for hixie-76's key3: output goes to `held_out`.
+    pub(super) fn awaiting_key3(&self) -> bool {
+        matches!(self.proto, Proto::Hixie76 { key3: Some(_), .. })
+    }
+
+    /// Whether the full input buffer is there (the socket has been read).
+    pub fn has_input_buffer(&self) -> bool {
+        matches!(self.inbuf, Inbuf::Pooled(_))
+    }
+
+    /// Before a read from the socket, with nothing unread left: the full
+    /// input buffer, taken from `pool` the first time (R10); `None` when
+    /// the pool has none free.
+    pub(super) fn input_buffer(&mut self, pool: &BufPool) -> Option<&mut [u8]> {
+        debug_assert!(self.start >= self.end);
+        if let Inbuf::Early(_) = self.inbuf {
+            self.inbuf = Inbuf::Pooled(pool.take()?);
+        }
+        Some(&mut self.inbuf)
+    }
+
+    /// Bytes queued for this connection and not yet written, given its
+    /// connection's output.
+    pub(super) fn queued(&self, out: &OutBuf) -> usize {
+        out.pending() + self.held_out.len()
+    }
+
+    /// Where frames for this connection go: its output, or, during a
+    /// hixie-76 handshake, the bytes held until the challenge answer.
+    pub(super) fn out_of<'a>(&'a mut self, out: &'a mut OutBuf) -> &'a mut Vec<u8> {
+        if self.awaiting_key3() {
+            &mut self.held_out
+        } else {
+            out.buf()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::budget::Budget;
+
+    #[test]
+    fn a_waiting_socket_holds_no_input_buffer() {
+        let budget = Budget::new(1 << 20);
+        let pool = BufPool::new(WS_INBUF, 1, 0);
+        let ws = WsConn::new(
+            WsMode::Waiting("/x".into()),
+            1 << 20,
+            b"",
+            Handshake::Rfc6455,
+            budget.lease(),
+        );
+        assert_eq!(ws.inbuf.len(), 0);
+        assert!(!ws.has_input_buffer());
+        let mut ws = WsConn::new(
+            WsMode::Echo,
+            1 << 20,
+            b"\x81\x80",
+            Handshake::Rfc6455,
+            budget.lease(),
+        );
+        assert_eq!(&ws.inbuf[ws.start..ws.end], b"\x81\x80");
+        ws.start = ws.end;
+        assert_eq!(ws.input_buffer(&pool).map(|b| b.len()), Some(WS_INBUF));
+        assert!(ws.has_input_buffer());
+        // The pool has one buffer: a second socket finds none.
+        let mut other = WsConn::new(
+            WsMode::Echo,
+            1 << 20,
+            b"",
+            Handshake::Rfc6455,
+            budget.lease(),
+        );
+        assert!(other.input_buffer(&pool).is_none());
+        drop(ws);
+        assert!(other.input_buffer(&pool).is_some(), "the buffer came back");
+    }
+}

@@ -1,0 +1,137 @@
+//! Memory: the real binary relays 256 MiB to a receiver that stops reading,
+//! and its resident set stays where it was. Flow control, not memory, holds
+//! the sender back.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{http::*, net::*, payload::*, pipe::*, relay::*, DEADLINE};
+
+const WAITING: &str = "weir_pipes{state=\"waiting\"}";
+const LEN: usize = 256 << 20;
+/// How much weir's resident set may grow over the whole transfer.
+const SLACK_KIB: u64 = 2048;
+
+#[test]
+fn a_stalled_receiver_blocks_the_sender_without_growing_memory() {
+    let weir = Binary::start(&["--buffer-size", "65536"]);
+    let rss_before = weir.rss_kib();
+
+    let mut receiver = start_receiver(weir.addr, "/footprint");
+    wait_metric(weir.addr, WAITING, 1.0);
+    let mut sender = start_sender(
+        weir.addr,
+        "/footprint",
+        &format!("Content-Length: {LEN}\r\n"),
+    );
+
+    // The writer reports how much it had written when a write first made no
+    // progress for a whole second, then goes on with the normal deadline.
+    let (blocked_tx, blocked_rx) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        sender
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut gen = PatternStream::new(21);
+        let mut fnv = Fnv::default();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut sent = 0usize;
+        let mut reported = false;
+        while sent < LEN {
+            let n = buf.len().min(LEN - sent);
+            gen.fill(&mut buf[..n]);
+            fnv.update(&buf[..n]);
+            let mut off = 0;
+            while off < n {
+                match sender.write(&buf[off..n]) {
+                    Ok(0) => panic!("write returned 0"),
+                    Ok(k) => off += k,
+                    Err(e)
+                        if !reported
+                            && matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                    {
+                        reported = true;
+                        blocked_tx.send(sent + off).unwrap();
+                        sender.set_write_timeout(Some(DEADLINE)).unwrap();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => panic!("write failed after {} bytes: {e}", sent + off),
+                }
+            }
+            sent += n;
+        }
+        let response = parse_response(&read_to_end(&mut sender));
+        (fnv.finish(), response)
+    });
+
+    let accepted = blocked_rx
+        .recv_timeout(DEADLINE)
+        .expect("the sender's writes block while the receiver does not read");
+    let rss_blocked = weir.rss_kib();
+    eprintln!(
+        "blocked after {} KiB written; RSS {rss_before} KiB before, {rss_blocked} KiB while blocked",
+        accepted >> 10
+    );
+    assert!(
+        accepted < LEN / 2,
+        "{accepted} bytes accepted by a stalled pipe"
+    );
+    assert!(
+        rss_blocked <= rss_before + SLACK_KIB,
+        "RSS grew from {rss_before} KiB to {rss_blocked} KiB"
+    );
+
+    // Now read everything, watching the resident set as the bytes pass.
+    let head = read_head(&mut receiver);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Length"), Some(&LEN.to_string()[..]));
+    let started = Instant::now();
+    let mut fnv = Fnv::default();
+    let mut got = 0usize;
+    let mut rss_max = rss_blocked;
+    let mut next_sample = 0usize;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match receiver.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read failed after {got} bytes: {e}"),
+        };
+        if n == 0 {
+            break;
+        }
+        fnv.update(&buf[..n]);
+        got += n;
+        if got >= next_sample {
+            rss_max = rss_max.max(weir.rss_kib());
+            next_sample += 16 << 20;
+        }
+    }
+    eprintln!(
+        "received {} MiB in {:.2?}; RSS at most {rss_max} KiB",
+        got >> 20,
+        started.elapsed()
+    );
+    assert_eq!(got, LEN);
+    let (sent_hash, response) = writer.join().unwrap();
+    assert_eq!(fnv.finish(), sent_hash);
+    assert_eq!(
+        lines(&response).last().map(String::as_str),
+        Some(&format!("[INFO] Sent successfully! ({LEN} bytes)")[..])
+    );
+    let rss_after = weir.rss_kib();
+    rss_max = rss_max.max(rss_after);
+    assert!(
+        rss_max <= rss_before + SLACK_KIB,
+        "RSS grew from {rss_before} KiB to {rss_max} KiB during the transfer"
+    );
+    drop(receiver);
+    wait_metric(weir.addr, "weir_connections", 0.0);
+    wait_metric(weir.addr, WAITING, 0.0);
+    wait_metric(weir.addr, "weir_pipes{state=\"streaming\"}", 0.0);
+}
