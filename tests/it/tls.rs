@@ -467,6 +467,57 @@ mod with_tls {
         let _ = std::fs::remove_dir_all(&live);
     }
 
+    #[test]
+    fn a_slow_tls_receiver_holds_the_sender_back_without_growing_memory() {
+        let certs = make("slow", &PKCS_ECDSA_P256_SHA256, false);
+        let relay = start_binary(&certs.cert, &certs.key);
+        let rss = || {
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", relay.child.id())).unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .expect("VmRSS")
+        };
+        let before = rss();
+        // 64 MiB offered at full speed to a receiver that takes 200 KB/s.
+        let body = pattern(64 << 20, 5);
+        let file = TempFile::new("in", &body);
+        let url = https(relay.tls, "/slow");
+        let ca = certs.ca.to_str().unwrap();
+        let receiver = Curl::spawn(&[
+            "-sS",
+            "--cacert",
+            ca,
+            "--limit-rate",
+            "200K",
+            "-o",
+            "/dev/null",
+            &url,
+        ]);
+        let sender = Curl::spawn(&["-sS", "--cacert", ca, "-T", file.path_str(), &url]);
+        wait_metric(relay.plain, "weir_pipes{state=\"streaming\"}", 1.0);
+        // While the transfer runs the relay holds its ring and each TLS
+        // connection's bounded buffers, never the body the sender offers.
+        let mut peak = 0;
+        for _ in 0..20 {
+            peak = peak.max(rss());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let relayed = crate::support::relay::metrics(relay.plain)["weir_bytes_relayed_total"];
+        assert!(
+            relayed < (16 << 20) as f64,
+            "the receiver was not slow: {relayed} bytes"
+        );
+        assert!(
+            peak < before + 4096,
+            "RSS grew from {before} KiB to {peak} KiB while the receiver was slow"
+        );
+        drop(sender);
+        drop(receiver);
+    }
+
     fn signal_hup(child: &Child) {
         let st = Command::new("kill")
             .args(["-HUP", &child.id().to_string()])
