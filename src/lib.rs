@@ -41,7 +41,8 @@
 //! A module uses only modules of its own layer or below.
 //!
 //! - **Support** (no I/O, no protocol state): [`config`], [`ids`], [`json`],
-//!   [`form`], [`metrics`], [`hooks`], [`budget`].
+//!   [`form`], [`metrics`], [`hooks`], [`budget`], [`auth`] (access rules,
+//!   signed links).
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
 //!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
@@ -61,6 +62,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod events;

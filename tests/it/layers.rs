@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 0),
     ("hooks", 0),
     ("budget", 0),
+    ("auth", 0),
     // Sans-io edges.
     ("http", 1),
     ("pages", 1),
