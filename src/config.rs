@@ -148,6 +148,13 @@ pub struct Config {
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA
     /// or Ed25519).
     pub tls_key: Option<PathBuf>,
+    /// Access rules (`--auth FILE`, docs/auth.md); `None` is an open relay
+    /// (default).
+    pub auth: Option<std::sync::Arc<crate::auth::Rules>>,
+    /// Serve `/metrics` and `/healthz` on this address; the public
+    /// addresses then answer `/metrics` with `404` (default none: `/metrics`
+    /// on every address).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -186,6 +193,8 @@ impl Default for Config {
             tls_listen: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            auth: None,
+            metrics_listen: None,
         }
     }
 }
@@ -260,6 +269,11 @@ impl Config {
         }
         if self.message_budget < 64 * 1024 {
             return err("--message-budget must be at least 65536");
+        }
+        if let Some(m) = self.metrics_listen {
+            if m.port() != 0 && self.listen.contains(&m) {
+                return err("--metrics-listen must differ from every --listen address");
+            }
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
             return err("--ttl and --head-timeout must be positive");

@@ -4,7 +4,9 @@
 //! flag `--some-flag` may also be set as `WEIR_SOME_FLAG`; a flag on the
 //! command line wins over the environment.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -92,6 +94,29 @@ const FLAGS: &[Flag] = &[
         default: |_| "none".to_string(),
         set: |c, v| {
             c.tls_key = Some(v.into());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "auth",
+        value: "FILE",
+        help: "access rules: who may send and receive where (docs/auth.md); default deny for what they do not cover",
+        default: |c| if c.auth.is_some() { "set" } else { "none: an open relay" }.to_string(),
+        set: |c, v| {
+            c.auth = Some(std::sync::Arc::new(load_rules(v)?));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "metrics-listen",
+        value: "ADDR",
+        help: "serve /metrics and /healthz on this address only (the public addresses answer /metrics 404)",
+        default: |c| c.metrics_listen.map_or("none: /metrics on every address".into(), |a| a.to_string()),
+        set: |c, v| {
+            let a: SocketAddr = v
+                .parse()
+                .map_err(|_| format!("'{v}' is not an address like 127.0.0.1:9090"))?;
+            c.metrics_listen = Some(a);
             Ok(())
         },
     },
@@ -378,6 +403,31 @@ const FLAGS: &[Flag] = &[
     },
 ];
 
+/// Read and check a rules file, and the link key it names (a relative
+/// key path is taken from the rules file's directory).
+fn load_rules(path: &str) -> Result<weir::auth::Rules, String> {
+    let text = read_small(Path::new(path), weir::auth::MAX_RULES_BYTES)?;
+    let mut rules = weir::auth::Rules::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    if let Some(k) = rules.link_key_file() {
+        let base = Path::new(path).parent().unwrap_or(Path::new("."));
+        let key_path = base.join(k);
+        let key = read_small(&key_path, 4096)?;
+        let key = weir::auth::link::parse_key(&key)
+            .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        rules.set_link_key(key);
+    }
+    Ok(rules)
+}
+
+/// A small text file, or a one-line reason.
+fn read_small(path: &Path, limit: usize) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > limit as u64 {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A switch is on when given on the command line (empty value) or set to
 /// a true-ish value in the environment.
 fn switch(v: &str) -> Result<bool, String> {
@@ -416,6 +466,13 @@ Flags (each may also be set as WEIR_<FLAG>, e.g. WEIR_MAX_UPLOAD_BYTES=0):
   -V, --version                print the version
 
 Logging: RUST_LOG=info (default) prints one line per finished transfer; RUST_LOG=debug more.
+
+Commands for private relays (docs/auth.md):
+  weir new-token [--user] NAME   print a random secret, then its rules line (token or user)
+  weir hash-secret               read a secret on stdin, print sha256:HEX for the rules file
+  weir new-key                   print a random link key (hex) for signed-links
+  weir sign --key-file K --expires 1h [--allow send|receive|both] [--base URL] /path
+                                 print a signed link to /path (default: receive, http://127.0.0.1:8080)
 ",
     );
     s
@@ -489,8 +546,149 @@ fn parse(args: Vec<String>, env: &[(String, String)]) -> Result<Parsed, String> 
     Ok(Parsed::Run(Box::new(config)))
 }
 
+/// Seconds from `30`, `90s`, `10m`, `1h` or `7d`.
+fn duration(v: &str) -> Result<u64, String> {
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 && mult > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("'{v}' is too long")),
+        _ => Err(format!("'{v}' is not a duration like 90s, 10m, 1h or 7d")),
+    }
+}
+
+/// The helper commands; `None` when `args` is not one of them.
+fn tool(args: &[String], now: u64, stdin: &mut dyn Read) -> Option<Result<String, String>> {
+    let (cmd, rest) = args.split_first()?;
+    Some(match cmd.as_str() {
+        "hash-secret" => hash_secret_cmd(rest, stdin),
+        "new-token" => new_token_cmd(rest),
+        "new-key" => match rest {
+            [] => weir::auth::link::new_key().map_err(|e| format!("no randomness: {e}")),
+            _ => Err("usage: weir new-key > /etc/weir/link.key".into()),
+        },
+        "sign" => sign_cmd(rest, now),
+        _ => return None,
+    })
+}
+
+fn hash_secret_cmd(rest: &[String], stdin: &mut dyn Read) -> Result<String, String> {
+    if !rest.is_empty() {
+        return Err("usage: weir hash-secret < secret (the secret is read from stdin, never from the command line)".into());
+    }
+    let mut buf = Vec::new();
+    stdin
+        .take(4097)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if buf.len() > 4096 {
+        return Err("the secret is longer than 4096 bytes".into());
+    }
+    let secret = buf
+        .strip_suffix(b"\r\n")
+        .or_else(|| buf.strip_suffix(b"\n"))
+        .unwrap_or(&buf);
+    if secret.is_empty() {
+        return Err("no secret on stdin".into());
+    }
+    if secret.len() < 16 {
+        eprintln!("weir: warning: a secret this short can be guessed offline from its digest; use `weir new-token`");
+    }
+    Ok(format!("{}\n", weir::auth::hash_secret(secret)))
+}
+
+fn new_token_cmd(rest: &[String]) -> Result<String, String> {
+    let (kind, name) = match rest {
+        [name] if !name.starts_with('-') => ("token", name),
+        [flag, name] if flag == "--user" => ("user", name),
+        _ => return Err("usage: weir new-token [--user] NAME".into()),
+    };
+    let mut raw = [0u8; 32];
+    weir::ids::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
+    let secret = weir::auth::base64url::encode(&raw);
+    let line = format!(
+        "{kind} {name} {}",
+        weir::auth::hash_secret(secret.as_bytes())
+    );
+    // Check the line the way the relay will read it.
+    weir::auth::Rules::parse(&line).map_err(|e| e.message)?;
+    Ok(format!("{secret}\n{line}\n"))
+}
+
+fn sign_cmd(rest: &[String], now: u64) -> Result<String, String> {
+    let usage =
+        "usage: weir sign --key-file K --expires 1h [--allow send|receive|both] [--base URL] /path";
+    let (mut key_file, mut expires, mut allow, mut base, mut target) = (
+        None,
+        None,
+        "receive".to_string(),
+        "http://127.0.0.1:8080".to_string(),
+        None,
+    );
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value; {usage}"))
+        };
+        match a.as_str() {
+            "--key-file" => key_file = Some(value()?),
+            "--expires" => expires = Some(duration(&value()?)?),
+            "--allow" => allow = value()?,
+            "--base" => base = value()?,
+            p if p.starts_with('/') && target.is_none() => target = Some(p.to_string()),
+            other => return Err(format!("unexpected '{other}'; {usage}")),
+        }
+    }
+    let (Some(key_file), Some(expires), Some(target)) = (key_file, expires, target) else {
+        return Err(usage.into());
+    };
+    let actions = match allow.as_str() {
+        "send" => weir::auth::Actions::SEND,
+        "receive" => weir::auth::Actions::RECEIVE,
+        "both" | "send,receive" => weir::auth::Actions::BOTH,
+        _ => return Err(format!("--allow '{allow}' is not send, receive or both")),
+    };
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(format!("--base '{base}' is not an http:// or https:// URL"));
+    }
+    let key = read_small(Path::new(&key_file), 4096)?;
+    let key = weir::auth::link::parse_key(&key).map_err(|e| format!("{key_file}: {e}"))?;
+    let exp = now.saturating_add(expires);
+    Ok(format!(
+        "{}\n",
+        weir::auth::link::url(&base, &target, &key, exp, actions)
+    ))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(out) = tool(&args, now, &mut std::io::stdin().lock()) {
+        return match out {
+            Ok(text) => {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("WEIR_"))
         .collect();
@@ -539,6 +737,89 @@ mod tests {
             Parsed::Run(c) => Ok(*c),
             Parsed::Exit(_) => Err("exit".into()),
         }
+    }
+
+    fn run_tool(args: &[&str], stdin: &[u8]) -> Result<String, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tool(&args, 1_000, &mut &stdin[..]).expect("a tool")
+    }
+
+    #[test]
+    fn tools() {
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n";
+        assert_eq!(run_tool(&["hash-secret"], b"abc\n").unwrap(), abc);
+        assert_eq!(run_tool(&["hash-secret"], b"abc\r\n").unwrap(), abc);
+        assert_eq!(run_tool(&["hash-secret"], b"abc").unwrap(), abc);
+        assert!(run_tool(&["hash-secret"], b"").is_err());
+        assert!(run_tool(&["hash-secret", "abc"], b"").is_err());
+        let out = run_tool(&["new-token", "ci"], b"").unwrap();
+        let (secret, line) = out.trim_end().split_once('\n').unwrap();
+        assert_eq!(secret.len(), 43);
+        assert_eq!(
+            line,
+            format!("token ci {}", weir::auth::hash_secret(secret.as_bytes()))
+        );
+        let out = run_tool(&["new-token", "--user", "ann"], b"").unwrap();
+        assert!(out.lines().nth(1).unwrap().starts_with("user ann sha256:"));
+        assert!(run_tool(&["new-token", "bad name!"], b"").is_err());
+        assert_eq!(run_tool(&["new-key"], b"").unwrap().len(), 65);
+        assert!(tool(&["--ttl".to_string()], 0, &mut &b""[..]).is_none());
+        assert_eq!(duration("90"), Ok(90));
+        assert_eq!(duration("2s"), Ok(2));
+        assert_eq!(duration("1h"), Ok(3600));
+        assert_eq!(duration("7d"), Ok(7 * 86400));
+        for bad in ["", "0", "1y", "h", "-1s"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sign_prints_a_link() {
+        let dir = std::env::temp_dir().join(format!("weir-sign-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        let k = key.to_str().unwrap();
+        let out = run_tool(
+            &[
+                "sign",
+                "--key-file",
+                k,
+                "--expires",
+                "1h",
+                "--base",
+                "https://r.example",
+                "/f?n=2",
+            ],
+            b"",
+        )
+        .unwrap();
+        let want = weir::auth::link::url(
+            "https://r.example",
+            "/f?n=2",
+            &[0xab; 32],
+            4_600,
+            weir::auth::Actions::RECEIVE,
+        );
+        assert_eq!(out, format!("{want}\n"));
+        assert!(run_tool(&["sign", "--key-file", k, "/f"], b"").is_err());
+        assert!(run_tool(
+            &[
+                "sign",
+                "--key-file",
+                k,
+                "--expires",
+                "1h",
+                "--allow",
+                "x",
+                "/f"
+            ],
+            b""
+        )
+        .is_err());
+        std::fs::write(&key, "ab").unwrap();
+        assert!(run_tool(&["sign", "--key-file", k, "--expires", "1h", "/f"], b"").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

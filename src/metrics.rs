@@ -35,6 +35,9 @@ pub struct Metrics {
     pub signals_sent: u64,
     /// `POST /events/<topic>` requests published.
     pub events_published: u64,
+    /// Requests refused by the access rules: `401` (credentials missing
+    /// or wrong) and `403` (not allowed).
+    pub auth_refused: [u64; 2],
 }
 
 /// Live gauges, counted by the server when scraped.
@@ -203,6 +206,15 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "Request heads refused or timed out.",
     );
     let _ = writeln!(o, "weir_bad_requests_total {}", m.bad_requests);
+    family(
+        &mut o,
+        "weir_auth_refused_total",
+        "counter",
+        "Requests refused by the access rules (--auth), by status.",
+    );
+    for (status, v) in [(401, m.auth_refused[0]), (403, m.auth_refused[1])] {
+        let _ = writeln!(o, "weir_auth_refused_total{{status=\"{status}\"}} {v}");
+    }
     o
 }
 

@@ -116,6 +116,15 @@ impl Default for State {
     }
 }
 
+/// Which kind of listener accepted a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// A `--listen` address: the relay.
+    Public,
+    /// The `--metrics-listen` address: `/metrics` and `/healthz` only.
+    Metrics,
+}
+
 /// One accepted connection.
 #[derive(Debug)]
 pub struct Conn {
@@ -140,6 +149,8 @@ pub struct Conn {
     pub parked: bool,
     /// What it is doing.
     pub state: State,
+    /// The listener that accepted it.
+    pub listener: ListenerKind,
 }
 
 impl Conn {
@@ -159,6 +170,7 @@ impl Conn {
             head_only: false,
             parked: false,
             state: State::new(),
+            listener: ListenerKind::Public,
         }
     }
 

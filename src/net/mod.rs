@@ -33,7 +33,7 @@ use crate::relay::core::RelayTimer;
 use crate::timer::{Handle, TimerWheel};
 use crate::wire::Ready;
 
-pub use conn::{Conn, End, Http, State};
+pub use conn::{Conn, End, Http, ListenerKind, State};
 
 /// What a timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 //! answering, lingering) are in [`http`]; routing a parsed head to its
 //! family is in [`route`].
 
+pub mod access;
 pub mod http;
 pub mod route;
 
@@ -34,7 +35,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::hooks::{DefaultHooks, Hooks};
 use crate::net::sock::Sock;
-use crate::net::{Conn, Ctx, Http, State, Timer};
+use crate::net::{Conn, Ctx, Http, ListenerKind, State, Timer};
 use crate::relay::Relay;
 use crate::sockjs::SockJs;
 use crate::websocket::WebSockets;
@@ -98,6 +99,8 @@ struct Listener {
     addr: SocketAddr,
     /// Connections accepted here speak TLS.
     tls: bool,
+    /// The `--metrics-listen` address: `/metrics` and `/healthz` only.
+    metrics: bool,
 }
 
 /// The relay: listeners, connections and families on one thread.
@@ -145,6 +148,24 @@ impl Server {
                 sock,
                 addr: local,
                 tls,
+                metrics: false,
+            });
+        }
+        if let Some(addr) = config.metrics_listen {
+            let mut sock = bind_listener(addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} for metrics: {e}"),
+                )
+            })?;
+            let token = Token(LISTENER_BASE + listeners.len());
+            poll.registry()
+                .register(&mut sock, token, Interest::READABLE)?;
+            listeners.push(Listener {
+                addr: sock.local_addr()?,
+                sock,
+                tls: false,
+                metrics: true,
             });
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -175,9 +196,14 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter(|l| !l.tls)
+            .filter(|l| !l.tls && !l.metrics)
             .map(|l| l.addr)
             .collect()
+    }
+
+    /// The `--metrics-listen` address actually bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.metrics).map(|l| l.addr)
     }
 
     /// The HTTPS addresses actually bound.
@@ -219,7 +245,11 @@ impl Server {
         let mut events = MioEvents::with_capacity(1024);
         for l in &self.listeners {
             let scheme = if l.tls { "https" } else { "http" };
-            info!("listening on {scheme}://{}", l.addr);
+            if l.metrics {
+                info!("serving /metrics and /healthz on http://{}", l.addr);
+            } else {
+                info!("listening on {scheme}://{}", l.addr);
+            }
         }
         loop {
             let timeout = self.poll_timeout();
@@ -345,7 +375,7 @@ impl Server {
             let Some(listener) = self.listeners.get(idx) else {
                 return;
             };
-            let tls = listener.tls;
+            let (tls, metrics) = (listener.tls, listener.metrics);
             match listener.sock.accept() {
                 Ok((mut sock, peer)) => {
                     let _ = sock.set_nodelay(true);
@@ -359,7 +389,11 @@ impl Server {
                         continue;
                     }
                     let sock = self.wrap(sock, tls);
-                    let key = self.ctx.conns.insert(Conn::new(sock, peer));
+                    let mut conn = Conn::new(sock, peer);
+                    if metrics {
+                        conn.listener = ListenerKind::Metrics;
+                    }
+                    let key = self.ctx.conns.insert(conn);
                     debug_assert_eq!(key, token.0);
                     let head_timeout = self.ctx.config.head_timeout;
                     self.ctx.arm(token, head_timeout);

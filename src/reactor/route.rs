@@ -58,6 +58,10 @@ impl Families {
             }
             Vec::new()
         };
+        // The one gate: listener and access rules, before any family.
+        if !super::access::admit(ctx, token, &head, is_reserved(head.path)) {
+            return;
+        }
         if head.path.starts_with("/sockjs/") {
             // A send request's body is read here, then handed back.
             if let Some(b) = self.sockjs.request(ctx, &mut self.ws, token, head, early) {
