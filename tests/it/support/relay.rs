@@ -20,6 +20,8 @@ pub struct Relay {
     pub addr: SocketAddr,
     /// The first HTTPS address, when the config asked for TLS.
     pub tls_addr: Option<SocketAddr>,
+    /// The `--metrics-listen` address, when the config set one.
+    pub metrics_addr: Option<SocketAddr>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -46,11 +48,13 @@ impl Relay {
         }
         let addr = server.local_addrs()[0];
         let tls_addr = server.tls_addrs().first().copied();
+        let metrics_addr = server.metrics_addr();
         let stop = server.stop_handle();
         let thread = std::thread::spawn(move || server.run().expect("run"));
         Relay {
             addr,
             tls_addr,
+            metrics_addr,
             stop,
             thread: Some(thread),
         }
@@ -66,7 +70,7 @@ impl Relay {
 
     /// The `/metrics` values by full series name (`weir_pipes{state="waiting"}`).
     pub fn metrics(&self) -> HashMap<String, f64> {
-        metrics(self.addr)
+        metrics(self.metrics_addr.unwrap_or(self.addr))
     }
 
     pub fn metric(&self, name: &str) -> f64 {
@@ -75,7 +79,7 @@ impl Relay {
 
     /// Poll `/metrics` until `name` equals `value`, or panic at the deadline.
     pub fn wait_metric(&self, name: &str, value: f64) {
-        wait_metric(self.addr, name, value)
+        wait_metric(self.metrics_addr.unwrap_or(self.addr), name, value)
     }
 
     /// After a scenario: nothing left open, nothing left waiting.
