@@ -211,6 +211,15 @@ fn public_pages_stay_public() {
         Some("authorization")
     );
     assert_eq!(get(r.addr, "/sockjs/chat/info").status, 200);
+    // …while the same relay guards its transfers.
+    assert_401(&ask(r.addr, "GET", "/team/a", "", b""));
+    assert_401(&ask(
+        r.addr,
+        "GET",
+        "/sockjs/chat/000/a/eventsource",
+        "",
+        b"",
+    ));
 }
 
 #[test]
@@ -512,6 +521,10 @@ fn weir_sign_makes_links_that_keep_the_pipe_query() {
     );
     let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(url.starts_with(&r.url("/team/two?n=2&exp=")), "{url}");
+    // Without its signature the same URL is refused.
+    let unsigned = &url[..url.find("&sig=").unwrap()];
+    let path = &unsigned[r.url("").len()..];
+    assert_401(&ask(r.addr, "GET", path, "", b""));
     let data: String = (0..2000).map(|i| format!("line {i}\n")).collect();
     let file = TempFile::new("two.txt", data.as_bytes());
     let receivers: Vec<Curl> = (0..2)
