@@ -861,4 +861,39 @@ mod tests {
         assert!(c.reservations);
         assert!(!c.trust_proxy);
     }
+
+    #[test]
+    fn auth_and_metrics_flags() {
+        let dir = std::env::temp_dir().join(format!("weir-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = dir.join("auth");
+        let h = weir::auth::hash_secret(b"s");
+        std::fs::write(
+            &rules,
+            format!("token t {h}\nsigned-links k\nallow t send /\n"),
+        )
+        .unwrap();
+        let r = rules.to_str().unwrap();
+        // The key file is named relative to the rules file: missing, then bad, then good.
+        let e = run(&["--auth", r], &[]).unwrap_err();
+        assert!(e.starts_with("--auth: ") && e.contains("/k"), "{e}");
+        std::fs::write(dir.join("k"), "1234").unwrap();
+        assert!(run(&["--auth", r], &[])
+            .unwrap_err()
+            .contains("at least 32"));
+        std::fs::write(dir.join("k"), "ab".repeat(32)).unwrap();
+        assert!(run(&["--auth", r], &[]).unwrap().auth.is_some());
+        assert!(run(&[], &[("WEIR_AUTH", r)]).unwrap().auth.is_some());
+        std::fs::write(&rules, "allow nobody send /\n").unwrap();
+        let e = run(&["--auth", r], &[]).unwrap_err();
+        assert!(e.contains("line 1: 'nobody'"), "{e}");
+        assert!(run(&["--auth", "/nonexistent/weir-auth"], &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c = run(&["--metrics-listen", "127.0.0.1:9090"], &[]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        let c = run(&[], &[("WEIR_METRICS_LISTEN", "127.0.0.1:9091")]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9091".parse().unwrap()));
+        assert!(run(&["--metrics-listen", "127.0.0.1:8080"], &[]).is_err());
+        assert!(run(&["--metrics-listen", "nope"], &[]).is_err());
+    }
 }
