@@ -13,7 +13,11 @@
 //! - The longest matching prefix decides alone; its lines are or-ed.
 //! - Secrets are never stored or compared in the clear: the file holds
 //!   SHA-256 digests, a presented secret is hashed and compared in constant
-//!   time against every candidate (no early exit on the first match).
+//!   time against every candidate (no early exit on the first match). A
+//!   fast hash is right because the secrets are generated (`weir
+//!   new-token`: 256 random bits, no dictionary to try); a slow KDF would
+//!   only protect weak human passwords, and would stall the relay's one
+//!   thread on every request.
 //! - A presented credential that is wrong (unknown user, wrong password or
 //!   token, a changed or expired link) is `401` whatever the rules say, so
 //!   a typo never silently falls back to anonymous access.

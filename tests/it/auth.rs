@@ -38,6 +38,7 @@ token reader {}
 # pipes
 allow ci send /team/
 allow ann,reader receive /team/
+deny /team/locked
 allow anyone receive /pub/
 allow * send /pub/
 # ephemeral sockets
@@ -144,6 +145,9 @@ fn pipes_allow_and_refuse_each_rule_kind() {
     // Known, not allowed that action: 403.
     assert_403(&ask(r.addr, "PUT", "/team/a", &ann(), b"abc"));
     assert_403(&ask(r.addr, "GET", "/team/a", &bearer(CI), b""));
+    // `deny` carves a prefix out of a wider allow.
+    assert_403(&ask(r.addr, "GET", "/team/locked/x", &ann(), b""));
+    assert_401(&ask(r.addr, "GET", "/team/locked", "", b""));
     // Default deny outside every prefix.
     assert_403(&ask(r.addr, "GET", "/elsewhere", &ann(), b""));
     assert_401(&ask(r.addr, "GET", "/elsewhere", "", b""));
@@ -356,6 +360,15 @@ fn swarms_and_topics() {
     assert_eq!(ev.event.as_deref(), Some("signal"));
     assert_eq!(ev.data, "\"hi\"");
 
+    // EventSource cannot send headers: a signed link opens a stream.
+    let q = link::sign(&KEY, &join, unix_now() + 600, Actions::RECEIVE);
+    let mut linked = SseClient::open_with(r.addr, &format!("{join}?{q}"), sse);
+    assert_eq!(linked.status, 200);
+    assert_eq!(
+        linked.next_event().expect("connect").event.as_deref(),
+        Some("connect")
+    );
+
     // Topics: anyone subscribes, only ci publishes.
     let mut sub = SseClient::open(r.addr, "/events/news");
     assert_eq!(sub.status, 200);
@@ -426,6 +439,20 @@ fn sockjs_sending_and_receiving_transports() {
     assert_eq!(sent.status, 204, "{}", sent.text());
     let got = xhr("a", "xhr", &ann(), b"");
     assert_eq!(got.text(), "a[\"hi\"]\n");
+    // A signed link for the channel covers its transport URLs: this one
+    // receives, and does not send.
+    let q = link::sign(&KEY, "/sockjs/chat", unix_now() + 600, Actions::RECEIVE);
+    let linked = |kind: &str, body: &[u8]| {
+        ask(
+            r.addr,
+            "POST",
+            &format!("/sockjs/chat/000/d/{kind}?{q}"),
+            "",
+            body,
+        )
+    };
+    assert_eq!(linked("xhr", b"").text(), "o\n");
+    assert_403(&linked("xhr_send", b"[\"no\"]"));
     // Raw and SockJS WebSockets need both.
     assert_eq!(ws_with(r.addr, "/sockjs/chat/websocket", &ann()).1, 403);
     assert_eq!(
