@@ -271,8 +271,10 @@ impl Config {
             return err("--message-budget must be at least 65536");
         }
         if let Some(m) = self.metrics_listen {
-            if m.port() != 0 && self.listen.contains(&m) {
-                return err("--metrics-listen must differ from every --listen address");
+            if m.port() != 0 && (self.listen.contains(&m) || self.tls_addrs().contains(&m)) {
+                return err(
+                    "--metrics-listen must differ from every --listen and --tls-listen address",
+                );
             }
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
