@@ -10,6 +10,7 @@ mod support;
 
 mod browser;
 mod clients;
+mod deploy;
 mod ephemeral;
 mod exhaustion;
 mod footprint;
