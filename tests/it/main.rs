@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod browser;
 mod clients;
+mod deploy;
 mod ephemeral;
 mod exhaustion;
 mod footprint;

@@ -1,29 +1,41 @@
-//! weir behind a real nginx (Debian's `/usr/sbin/nginx`).
+//! weir behind real reverse proxies: Debian's nginx, Caddy and HAProxy,
+//! each with the recipe from `deploy/` that users copy.
 //!
 //! Each test starts a relay (in this process, [`Relay`], or the real binary,
-//! [`Binary`]) and an nginx in front of it, on free ports of 127.0.0.1, with
-//! one of two configurations:
+//! [`Binary`]) and a proxy in front of it, on free ports of 127.0.0.1, with
+//! one of these configurations:
 //!
-//! - `defaults`: what people get by default, nginx's defaults plus
+//! - nginx `defaults`: what people get by default, nginx's defaults plus
 //!   `client_max_body_size 0` and `proxy_pass` (with `Host`): HTTP/1.0 to
 //!   weir, request and response buffering on;
-//! - `recipe`: `deploy/nginx.conf`, the file users copy (HTTP/1.1, no
-//!   buffering, WebSocket upgrades, long timeouts), with its listen line
-//!   and weir's address replaced.
+//! - nginx `recipe`: `deploy/nginx.conf` (HTTP/1.1, no buffering,
+//!   WebSocket upgrades, long timeouts);
+//! - caddy: `deploy/Caddyfile`;
+//! - haproxy: `deploy/haproxy.cfg`.
+//!
+//! A recipe is used as written, with only placeholders replaced: the
+//! address the proxy listens on (nginx `listen 80;`, Caddy's site address
+//! `relay.example.com {`, HAProxy's `bind :80`) becomes a free loopback
+//! port, and weir's address `127.0.0.1:8080` becomes the test relay's; each
+//! must appear exactly once. Around it the test puts what makes a private
+//! instance of the proxy: nginx's `events`/`http` blocks and temp paths, a
+//! Caddy global options block (no admin endpoint, a short shutdown grace),
+//! an HAProxy `global` section.
 //!
 //! The transfers carry 100 MB from `curl -T file` to `curl -o file`, checked
 //! by SHA-256, with the sender first, the receiver first, and a sender
-//! through nginx with a receiver straight on weir. nginx stops forwarding a
-//! request body once the upstream's response has begun, so a transfer only
-//! completes if weir holds a sender's response until it has read the body.
-//! Every transfer is bounded: it fails when no byte arrives for
-//! [`STALL`], or at [`TRANSFER_DEADLINE`].
+//! through the proxy with a receiver straight on weir. nginx and HAProxy
+//! stop forwarding a request body once the upstream's response has begun,
+//! so a transfer only completes if weir holds a sender's response until it
+//! has read the body. Every transfer is bounded: it fails when no byte
+//! arrives for [`STALL`], or at [`TRANSFER_DEADLINE`].
 //!
-//! nginx runs in the foreground (`daemon off`) as a child of the test, with
-//! its pid file, error log and temp paths in a temp dir, and is stopped by
-//! its PID. When `/usr/sbin/nginx` is missing a test prints a notice and
-//! passes, so `cargo test` works with only Rust and curl; with
-//! `WEIR_NGINX_TESTS=1` (CI, which installs nginx) it fails instead.
+//! Each proxy runs in the foreground as a child of the test, with its logs
+//! and temp paths in a temp dir, and is stopped by its PID. When a proxy's
+//! program is missing a test prints a notice and passes, so `cargo test`
+//! works with only Rust and curl; with `WEIR_DEPLOY_TESTS=1` (CI, which
+//! installs all three) it fails instead, and so does a missing nginx with
+//! `WEIR_NGINX_TESTS=1`.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,20 +46,17 @@ use std::time::{Duration, Instant};
 use crate::support::{http::*, payload::*, relay::*, sse::*, ws::*, DEADLINE};
 use weir::websocket::codec::OpCode;
 
-/// Debian's nginx (package `nginx`).
-const NGINX: &str = "/usr/sbin/nginx";
+/// Set to `1` to make a missing proxy (or `systemd-analyze`) a failure
+/// instead of a skip.
+pub const REQUIRE_VAR: &str = "WEIR_DEPLOY_TESTS";
+/// Set to `1` to make a missing nginx a failure (older name, kept).
+const REQUIRE_NGINX_VAR: &str = "WEIR_NGINX_TESTS";
 
-/// Set to `1` to make a missing nginx a failure instead of a skip.
-const REQUIRE_VAR: &str = "WEIR_NGINX_TESTS";
-
-/// The recipe users copy; the `recipe` configuration is built from it.
-const RECIPE: &str = include_str!("../../deploy/nginx.conf");
-/// The recipe's listen line and upstream address, replaced by the test.
-const RECIPE_LISTEN: &str = "listen 80;";
+/// weir's address in every recipe, replaced by the test relay's.
 const RECIPE_UPSTREAM: &str = "127.0.0.1:8080";
 
 /// `defaults`: nginx's defaults, and only what a relay cannot do without.
-const DEFAULTS: &str = "
+const NGINX_DEFAULTS: &str = "
 server {
     listen 80;
     client_max_body_size 0;
@@ -71,12 +80,16 @@ const STALL: Duration = Duration::from_secs(15);
 /// proxy would hold it back (the read's own deadline is 20 s).
 const PROMPTLY: Duration = Duration::from_secs(5);
 
+/// weir's event stream heartbeat in the event stream tests.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// After SIGTERM, before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(10);
 
 // --- The parties -------------------------------------------------------------
 
-/// Which nginx configuration.
+/// Which configuration: nginx has its defaults and the recipe, Caddy
+/// and HAProxy their recipe only.
 #[derive(Clone, Copy, Debug)]
 enum Conf {
     Defaults,
@@ -166,67 +179,111 @@ impl Drop for TempDir {
 }
 
 /// Whether nginx is there. When it is not: panics with `WEIR_NGINX_TESTS=1`,
-/// otherwise prints a notice and returns `false`.
-fn nginx_available(test: &str) -> bool {
-    if Path::new(NGINX).exists() {
+/// Whether `program` is there. When it is not: panics if one of
+/// `require` is `1`, otherwise prints a notice and returns `false`.
+pub fn program_available(program: &str, package: &str, test: &str, require: &[&str]) -> bool {
+    if Path::new(program).exists() {
         return true;
     }
     let msg = format!(
-        "proxy test {test} cannot run: {NGINX} is missing (Debian package `nginx`: \
-         apt-get install nginx)"
+        "test {test} cannot run: {program} is missing (Debian package `{package}`: \
+         apt-get install {package})"
     );
-    if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-        panic!("{msg} ({REQUIRE_VAR}=1 requires the proxy tests)");
+    for var in require {
+        if std::env::var(var).as_deref() == Ok("1") {
+            panic!("{msg} ({var}=1 requires it)");
+        }
     }
     // On the real stderr: the harness captures `eprintln!`, and a skip
     // must be seen.
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "NOTICE: skipping {msg} (set {REQUIRE_VAR}=1 to make this a failure)"
+        "NOTICE: skipping {msg} (set {} to make this a failure)",
+        require.join("=1 or ") + "=1"
     );
     false
 }
 
-/// A running nginx master, stopped by its PID on drop. Its error log is
-/// printed when the test fails.
-struct Nginx {
-    addr: SocketAddr,
-    child: Child,
-    dir: PathBuf,
+/// A reverse proxy from Debian's packages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proxy {
+    Nginx,
+    Caddy,
+    Haproxy,
 }
 
-impl Nginx {
-    /// The `server` (and `map`) blocks for `conf`, listening on `listen`
-    /// and proxying to `upstream`.
-    fn server_blocks(conf: Conf, listen: SocketAddr, upstream: SocketAddr) -> String {
-        let template = match conf {
-            Conf::Defaults => DEFAULTS,
-            Conf::Recipe => RECIPE,
+impl Proxy {
+    fn program(self) -> &'static str {
+        match self {
+            Proxy::Nginx => "/usr/sbin/nginx",
+            Proxy::Caddy => "/usr/bin/caddy",
+            Proxy::Haproxy => "/usr/sbin/haproxy",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Proxy::Nginx => "nginx",
+            Proxy::Caddy => "caddy",
+            Proxy::Haproxy => "haproxy",
+        }
+    }
+
+    /// Whether the proxy is there; see [`program_available`].
+    fn available(self, test: &str) -> bool {
+        let require: &[&str] = match self {
+            Proxy::Nginx => &[REQUIRE_VAR, REQUIRE_NGINX_VAR],
+            _ => &[REQUIRE_VAR],
         };
-        for placeholder in [RECIPE_LISTEN, RECIPE_UPSTREAM] {
+        program_available(self.program(), self.package(), test, require)
+    }
+
+    /// The recipe (or, for nginx `defaults`, the minimal configuration)
+    /// and its listen placeholder.
+    fn template(self, conf: Conf) -> (&'static str, &'static str) {
+        match (self, conf) {
+            (Proxy::Nginx, Conf::Defaults) => (NGINX_DEFAULTS, "listen 80;"),
+            (Proxy::Nginx, Conf::Recipe) => (include_str!("../../deploy/nginx.conf"), "listen 80;"),
+            (Proxy::Caddy, Conf::Recipe) => (
+                include_str!("../../deploy/Caddyfile"),
+                "relay.example.com {",
+            ),
+            (Proxy::Haproxy, Conf::Recipe) => {
+                (include_str!("../../deploy/haproxy.cfg"), "bind :80")
+            }
+            (p, Conf::Defaults) => panic!("{p:?} has only its recipe"),
+        }
+    }
+
+    /// The configuration the proxy runs: the template with its listen
+    /// placeholder and weir's address replaced.
+    fn site(self, conf: Conf, listen: SocketAddr, upstream: SocketAddr) -> String {
+        let (template, listen_placeholder) = self.template(conf);
+        for placeholder in [listen_placeholder, RECIPE_UPSTREAM] {
             assert_eq!(
                 template.matches(placeholder).count(),
                 1,
-                "the {conf:?} configuration must hold {placeholder:?} exactly once"
+                "the {self:?} {conf:?} configuration must hold {placeholder:?} exactly once"
             );
         }
+        let listen_line = match self {
+            Proxy::Nginx => format!("listen {listen};"),
+            // Any Host header, on loopback only.
+            Proxy::Caddy => format!("http://:{} {{\n\tbind {}", listen.port(), listen.ip()),
+            Proxy::Haproxy => format!("bind {listen}"),
+        };
         template
-            .replace(RECIPE_LISTEN, &format!("listen {listen};"))
+            .replace(listen_placeholder, &listen_line)
             .replace(RECIPE_UPSTREAM, &upstream.to_string())
     }
 
-    /// Start nginx in front of `upstream`, in `dir`.
-    fn start(conf: Conf, upstream: SocketAddr, dir: &TempDir) -> Nginx {
-        let d = dir.0.display();
-        // A free port: bind and release it; nginx failing to bind it (taken
-        // in between) is retried with another.
-        for _ in 0..10 {
-            let addr = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let config = format!(
+    /// The whole configuration file for a private instance in `dir`.
+    fn config(self, conf: Conf, listen: SocketAddr, upstream: SocketAddr, dir: &Path) -> String {
+        let d = dir.display();
+        let site = self.site(conf, listen, upstream);
+        match self {
+            Proxy::Nginx => format!(
                 "daemon off;\n\
                  master_process on;\n\
                  worker_processes 1;\n\
@@ -240,86 +297,162 @@ impl Nginx {
                  fastcgi_temp_path {d}/fastcgi_temp;\n\
                  uwsgi_temp_path {d}/uwsgi_temp;\n\
                  scgi_temp_path {d}/scgi_temp;\n\
-                 {}\n\
-                 }}\n",
-                Nginx::server_blocks(conf, addr, upstream)
-            );
-            let conf_path = dir.path("nginx.conf");
-            std::fs::write(&conf_path, config).unwrap();
+                 {site}\n\
+                 }}\n"
+            ),
+            // No admin endpoint (its default port would be shared by every
+            // test), its autosave in the temp dir, a short grace on SIGTERM (Caddy's
+            // default waits for every connection).
+            Proxy::Caddy => {
+                format!("{{\n\tadmin off\n\tgrace_period 1s\n}}\n\n{site}")
+            }
+            Proxy::Haproxy => format!("global\n\tmaxconn 1000\n\n{site}"),
+        }
+    }
+
+    /// What the proxy writes in a response's `Server` header, if anything.
+    fn server_header(self) -> Option<&'static str> {
+        match self {
+            Proxy::Nginx => Some("nginx"),
+            Proxy::Caddy => Some("Caddy"),
+            Proxy::Haproxy => None,
+        }
+    }
+}
+
+/// A running proxy, stopped by its PID on drop. Its logs are printed when
+/// the test fails.
+struct Front {
+    proxy: Proxy,
+    addr: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Front {
+    /// Start `proxy` with `conf` in front of `upstream`, in `dir`.
+    fn start(proxy: Proxy, conf: Conf, upstream: SocketAddr, dir: &TempDir) -> Front {
+        // A free port: bind and release it; the proxy failing to bind it
+        // (taken in between) is retried with another.
+        for _ in 0..10 {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let conf_path = dir.path(match proxy {
+                Proxy::Nginx => "nginx.conf",
+                Proxy::Caddy => "Caddyfile",
+                Proxy::Haproxy => "haproxy.cfg",
+            });
+            std::fs::write(&conf_path, proxy.config(conf, addr, upstream, &dir.0)).unwrap();
             let _ = std::fs::remove_file(dir.path("nginx.pid"));
-            let stderr = File::create(dir.path("nginx.stderr")).unwrap();
-            let mut child = Command::new(NGINX)
-                .arg("-p")
-                .arg(&dir.0)
-                .arg("-c")
-                .arg(&conf_path)
+            let stderr = File::create(dir.path("proxy.stderr")).unwrap();
+            let mut cmd = Command::new(proxy.program());
+            match proxy {
+                Proxy::Nginx => cmd.arg("-p").arg(&dir.0).arg("-c").arg(&conf_path),
+                Proxy::Caddy => cmd
+                    .arg("run")
+                    .arg("--config")
+                    .arg(&conf_path)
+                    .arg("--adapter")
+                    .arg("caddyfile")
+                    // Its certificate storage and config dirs, unused for
+                    // an http:// site but created anyway.
+                    .env("HOME", &dir.0)
+                    .env("XDG_DATA_HOME", &dir.0)
+                    .env("XDG_CONFIG_HOME", &dir.0),
+                // -db: foreground, no daemon.
+                Proxy::Haproxy => cmd.arg("-db").arg("-f").arg(&conf_path),
+            };
+            let mut child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr)
                 .spawn()
-                .expect("spawn nginx");
-            // nginx writes its pid file once it has bound its sockets.
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", proxy.program()));
+            let front = |child| Front {
+                proxy,
+                addr,
+                child,
+                dir: dir.0.clone(),
+            };
             let deadline = Instant::now() + DEADLINE;
             let pid = child.id().to_string();
             loop {
                 if let Some(status) = child.try_wait().unwrap() {
-                    // Before it has read its configuration nginx logs to
-                    // its built-in error log (Debian's: stderr).
-                    let log = read_lossy(&dir.path("error.log"));
-                    let stderr = read_lossy(&dir.path("nginx.stderr"));
-                    if log.contains("Address already in use")
-                        || stderr.contains("Address already in use")
+                    let logs = front_logs(&dir.0);
+                    if logs.contains("Address already in use")
+                        || logs.contains("address already in use")
                     {
                         break;
                     }
-                    panic!(
-                        "nginx exited at start ({status})\nerror log:\n{log}\nstderr:\n{stderr}"
-                    );
+                    panic!("{proxy:?} exited at start ({status})\n{logs}");
                 }
-                let written = std::fs::read_to_string(dir.path("nginx.pid")).unwrap_or_default();
-                if written.trim() == pid && TcpStream::connect(addr).is_ok() {
-                    return Nginx {
-                        addr,
-                        child,
-                        dir: dir.0.clone(),
-                    };
+                // nginx writes its pid file once it has bound its sockets;
+                // Caddy and HAProxy accept once they have read everything.
+                let ready = match proxy {
+                    Proxy::Nginx => {
+                        std::fs::read_to_string(dir.path("nginx.pid"))
+                            .unwrap_or_default()
+                            .trim()
+                            == pid
+                    }
+                    _ => true,
+                };
+                if ready && TcpStream::connect(addr).is_ok() {
+                    return front(child);
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "nginx did not start within {DEADLINE:?}\nerror log:\n{}",
-                        read_lossy(&dir.path("error.log"))
+                        "{proxy:?} did not start within {DEADLINE:?}\n{}",
+                        front_logs(&dir.0)
                     );
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        panic!("nginx found no free port");
+        panic!("{proxy:?} found no free port");
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Its error log, and what it wrote to stderr before it had read its
-    /// configuration.
-    fn error_log(&self) -> String {
-        format!(
-            "{}{}",
-            read_lossy(&self.dir.join("nginx.stderr")),
-            read_lossy(&self.dir.join("error.log"))
-        )
+    /// What it wrote to stderr, and nginx's error log.
+    fn logs(&self) -> String {
+        front_logs(&self.dir)
+    }
+
+    /// Whether a response head came through this proxy, as far as its
+    /// `Server` header tells; `None` where the proxy adds none.
+    fn stamped(&self, head: &str) -> Option<bool> {
+        let name = self.proxy.server_header()?.to_ascii_lowercase();
+        Some(head.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.strip_prefix("server:")
+                .is_some_and(|v| v.trim().starts_with(&name))
+        }))
     }
 }
 
-impl Drop for Nginx {
+fn front_logs(dir: &Path) -> String {
+    format!(
+        "--- stderr ---\n{}--- error.log ---\n{}",
+        read_lossy(&dir.join("proxy.stderr")),
+        read_lossy(&dir.join("error.log"))
+    )
+}
+
+impl Drop for Front {
     fn drop(&mut self) {
         let pid = self.child.id();
-        // The workers, should the master have to be killed.
+        // nginx's workers, should the master have to be killed.
         let workers =
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        // Fast shutdown: the master stops its workers and exits.
+        // nginx: fast shutdown, the master stops its workers and exits;
+        // Caddy: graceful, within its grace_period; HAProxy: stops at once.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(pid.to_string())
@@ -332,7 +465,7 @@ impl Drop for Nginx {
             }
         }
         if std::thread::panicking() {
-            eprintln!("--- nginx error log ---\n{}--- end ---", self.error_log());
+            eprintln!("--- {:?} logs ---\n{}--- end ---", self.proxy, self.logs());
         }
     }
 }
@@ -480,27 +613,30 @@ fn expected_sha256(source: &Path) -> &'static str {
 
 // --- Transfers ----------------------------------------------------------------
 
-/// Who comes first, and which side goes through nginx.
+/// Who comes first, and which side goes through the proxy.
 #[derive(Clone, Copy, Debug)]
 enum Case {
-    /// Both through nginx; the sender first.
+    /// Both through the proxy; the sender first.
     SenderFirst,
-    /// Both through nginx; the receiver first.
+    /// Both through the proxy; the receiver first.
     ReceiverFirst,
-    /// The sender through nginx, the receiver straight on weir, first.
+    /// The sender through the proxy, the receiver straight on weir, first.
     DirectReceiver,
+    /// The sender straight on weir, first; the receiver through the proxy.
+    DirectSender,
 }
 
 const WAITING: &str = "weir_pipes{state=\"waiting\"}";
 
 /// Carry [`SIZE`] bytes from `curl -T` to `curl -o` and check them.
-fn transfer(conf: Conf, mode: Mode, case: Case) {
-    if !nginx_available(&format!("{conf:?}/{mode:?}/{case:?}")) {
+fn transfer(proxy: Proxy, conf: Conf, mode: Mode, case: Case) {
+    let name = format!("{proxy:?}/{conf:?}/{mode:?}/{case:?}");
+    if !proxy.available(&name) {
         return;
     }
     let dir = TempDir::new();
     let weir = Weir::start(mode);
-    let nginx = Nginx::start(conf, weir.addr(), &dir);
+    let front = Front::start(proxy, conf, weir.addr(), &dir);
     let source = dir.path("source.bin");
     write_source(&source);
     let want = expected_sha256(&source);
@@ -511,21 +647,27 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
     let started = Instant::now();
     let (mut sender, mut receiver) = match case {
         Case::SenderFirst => {
-            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &nginx.url(path));
+            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &front.url(path));
             weir.wait_metric(WAITING, 1.0);
-            let r = CurlRun::spawn(&dir, "receiver", &[], &nginx.url(path));
+            let r = CurlRun::spawn(&dir, "receiver", &[], &front.url(path));
             (s, r)
         }
         Case::ReceiverFirst => {
-            let r = CurlRun::spawn(&dir, "receiver", &[], &nginx.url(path));
+            let r = CurlRun::spawn(&dir, "receiver", &[], &front.url(path));
             weir.wait_metric(WAITING, 1.0);
-            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &nginx.url(path));
+            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &front.url(path));
             (s, r)
         }
         Case::DirectReceiver => {
             let r = CurlRun::spawn(&dir, "receiver", &[], &direct);
             weir.wait_metric(WAITING, 1.0);
-            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &nginx.url(path));
+            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &front.url(path));
+            (s, r)
+        }
+        Case::DirectSender => {
+            let s = CurlRun::spawn(&dir, "sender", &["-T", src], &direct);
+            weir.wait_metric(WAITING, 1.0);
+            let r = CurlRun::spawn(&dir, "receiver", &[], &front.url(path));
             (s, r)
         }
     };
@@ -553,7 +695,7 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
         };
         if let Some(why) = why {
             panic!(
-                "{conf:?}/{mode:?}/{case:?}: {why}; the receiver has {got} of {SIZE} bytes \
+                "{name}: {why}; the receiver has {got} of {SIZE} bytes \
                  after {:.1} s\n{}\n{}\nsender's response so far: {:?}\nweir: {}",
                 started.elapsed().as_secs_f64(),
                 sender.describe("sender"),
@@ -567,7 +709,7 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
     let elapsed = started.elapsed().as_secs_f64();
 
     let context = format!(
-        "{conf:?}/{mode:?}/{case:?}\n{}\n{}\nsender's response: {:?}",
+        "{name}\n{}\n{}\nsender's response: {:?}",
         sender.describe("sender"),
         receiver.describe("receiver"),
         read_lossy(&sender.out)
@@ -581,17 +723,11 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
 
     // The heads: each went the way the case says, and the receiver got the
     // sender's length.
-    let via_nginx = |head: &str| {
-        head.lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("server: nginx"))
-    };
     let rhead = receiver.final_head();
     assert!(rhead.starts_with("HTTP/1.1 200 "), "{context}");
-    assert_eq!(
-        via_nginx(&rhead),
-        !matches!(case, Case::DirectReceiver),
-        "{context}"
-    );
+    if let Some(stamped) = front.stamped(&rhead) {
+        assert_eq!(stamped, !matches!(case, Case::DirectReceiver), "{context}");
+    }
     assert!(
         rhead
             .to_ascii_lowercase()
@@ -600,7 +736,9 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
     );
     let shead = sender.final_head();
     assert!(shead.starts_with("HTTP/1.1 200 "), "{context}");
-    assert!(via_nginx(&shead), "{context}");
+    if let Some(stamped) = front.stamped(&shead) {
+        assert_eq!(stamped, !matches!(case, Case::DirectSender), "{context}");
+    }
 
     // The sender's last line tells the truth.
     let text = read_lossy(&sender.out);
@@ -610,71 +748,94 @@ fn transfer(conf: Conf, mode: Mode, case: Case) {
         "{context}"
     );
 
-    // nginx closed its connections to weir; the pipe is gone.
+    // The proxy closed its connections to weir; the pipe is gone.
     weir.assert_idle();
     weir.wait_metric("weir_transfers_total{outcome=\"complete\"}", 1.0);
-    println!("{conf:?}/{mode:?}/{case:?}: {SIZE} bytes in {elapsed:.1} s");
-    drop(nginx);
+    println!("{name}: {SIZE} bytes in {elapsed:.1} s");
+    drop(front);
 }
 
 macro_rules! transfer_tests {
-    ($($name:ident: $conf:ident, $mode:ident, $case:ident;)*) => {
+    ($($name:ident: $proxy:ident, $conf:ident, $mode:ident, $case:ident;)*) => {
         $(
             #[test]
             fn $name() {
-                transfer(Conf::$conf, Mode::$mode, Case::$case);
+                transfer(Proxy::$proxy, Conf::$conf, Mode::$mode, Case::$case);
             }
         )*
     };
 }
 
 transfer_tests! {
-    defaults_in_process_100mb_sender_first: Defaults, InProcess, SenderFirst;
-    defaults_in_process_100mb_receiver_first: Defaults, InProcess, ReceiverFirst;
-    defaults_in_process_100mb_sender_via_nginx_receiver_direct: Defaults, InProcess, DirectReceiver;
-    defaults_binary_100mb_sender_first: Defaults, Binary, SenderFirst;
-    defaults_binary_100mb_receiver_first: Defaults, Binary, ReceiverFirst;
-    defaults_binary_100mb_sender_via_nginx_receiver_direct: Defaults, Binary, DirectReceiver;
-    recipe_in_process_100mb_sender_first: Recipe, InProcess, SenderFirst;
-    recipe_in_process_100mb_receiver_first: Recipe, InProcess, ReceiverFirst;
-    recipe_in_process_100mb_sender_via_nginx_receiver_direct: Recipe, InProcess, DirectReceiver;
-    recipe_binary_100mb_sender_first: Recipe, Binary, SenderFirst;
-    recipe_binary_100mb_receiver_first: Recipe, Binary, ReceiverFirst;
-    recipe_binary_100mb_sender_via_nginx_receiver_direct: Recipe, Binary, DirectReceiver;
+    defaults_in_process_100mb_sender_first: Nginx, Defaults, InProcess, SenderFirst;
+    defaults_in_process_100mb_receiver_first: Nginx, Defaults, InProcess, ReceiverFirst;
+    defaults_in_process_100mb_sender_via_nginx_receiver_direct: Nginx, Defaults, InProcess, DirectReceiver;
+    defaults_binary_100mb_sender_first: Nginx, Defaults, Binary, SenderFirst;
+    defaults_binary_100mb_receiver_first: Nginx, Defaults, Binary, ReceiverFirst;
+    defaults_binary_100mb_sender_via_nginx_receiver_direct: Nginx, Defaults, Binary, DirectReceiver;
+    recipe_in_process_100mb_sender_first: Nginx, Recipe, InProcess, SenderFirst;
+    recipe_in_process_100mb_receiver_first: Nginx, Recipe, InProcess, ReceiverFirst;
+    recipe_in_process_100mb_sender_via_nginx_receiver_direct: Nginx, Recipe, InProcess, DirectReceiver;
+    recipe_in_process_100mb_sender_direct_receiver_via_nginx: Nginx, Recipe, InProcess, DirectSender;
+    recipe_binary_100mb_sender_first: Nginx, Recipe, Binary, SenderFirst;
+    recipe_binary_100mb_receiver_first: Nginx, Recipe, Binary, ReceiverFirst;
+    recipe_binary_100mb_sender_via_nginx_receiver_direct: Nginx, Recipe, Binary, DirectReceiver;
+    caddy_in_process_100mb_sender_first: Caddy, Recipe, InProcess, SenderFirst;
+    caddy_in_process_100mb_receiver_first: Caddy, Recipe, InProcess, ReceiverFirst;
+    caddy_in_process_100mb_sender_via_caddy_receiver_direct: Caddy, Recipe, InProcess, DirectReceiver;
+    caddy_in_process_100mb_sender_direct_receiver_via_caddy: Caddy, Recipe, InProcess, DirectSender;
+    caddy_binary_100mb_sender_first: Caddy, Recipe, Binary, SenderFirst;
+    haproxy_in_process_100mb_sender_first: Haproxy, Recipe, InProcess, SenderFirst;
+    haproxy_in_process_100mb_receiver_first: Haproxy, Recipe, InProcess, ReceiverFirst;
+    haproxy_in_process_100mb_sender_via_haproxy_receiver_direct: Haproxy, Recipe, InProcess, DirectReceiver;
+    haproxy_in_process_100mb_sender_direct_receiver_via_haproxy: Haproxy, Recipe, InProcess, DirectSender;
+    haproxy_binary_100mb_sender_first: Haproxy, Recipe, Binary, SenderFirst;
 }
 
 // --- Event streams ---------------------------------------------------------------
 
-/// A subscriber through nginx gets the welcome comment, then an event
-/// published through nginx, at once: the stream is not buffered.
-fn event_stream(conf: Conf, mode: Mode) {
-    if !nginx_available(&format!("{conf:?}/{mode:?}/event stream")) {
+/// A subscriber through the proxy gets the welcome comment, then an event
+/// published through the proxy, at once: the stream is not buffered.
+fn event_stream(proxy: Proxy, conf: Conf, mode: Mode) {
+    let name = format!("{proxy:?}/{conf:?}/{mode:?}/event stream");
+    if !proxy.available(&name) {
         return;
     }
     let dir = TempDir::new();
-    let weir = Weir::start(mode);
-    let nginx = Nginx::start(conf, weir.addr(), &dir);
+    // Caddy notices that its client has gone only when it next writes to
+    // it, and only then closes its stream from weir: a short heartbeat
+    // lets the end of the test see the stream closed.
+    let weir = match mode {
+        Mode::InProcess => Weir::InProcess(Relay::with(|c| c.heartbeat = HEARTBEAT)),
+        Mode::Binary => Weir::Binary(Binary::start(&[
+            "--heartbeat",
+            &HEARTBEAT.as_secs().to_string(),
+        ])),
+    };
+    let front = Front::start(proxy, conf, weir.addr(), &dir);
 
-    let mut sub = SseClient::open(nginx.addr, "/events/proxy-news");
+    let mut sub = SseClient::open(front.addr, "/events/proxy-news");
     assert_eq!(sub.status, 200);
-    assert!(
-        sub.header("Server").is_some_and(|s| s.starts_with("nginx")),
-        "{:?}",
-        sub.headers
-    );
+    if let Some(server) = proxy.server_header() {
+        assert!(
+            sub.header("Server").is_some_and(|s| s.starts_with(server)),
+            "{name}: {:?}",
+            sub.headers
+        );
+    }
     assert_eq!(
         sub.header("Content-Type"),
         Some("text/event-stream; charset=utf-8")
     );
-    // The welcome comment arrives through nginx before anything else
+    // The welcome comment arrives through the proxy before anything else
     // happens: nothing holds the stream back.
     let welcome = sub.next_any().expect("the welcome comment");
     assert_eq!(welcome.comment.as_deref(), Some("weir event stream"));
 
-    let body = "hello\nthrough nginx";
+    let body = "hello\nthrough a proxy";
     let published = Instant::now();
     let r = exchange(
-        nginx.addr,
+        front.addr,
         format!(
             "POST /events/proxy-news?event=greeting&id=7 HTTP/1.1\r\nHost: t\r\n\
              Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -695,51 +856,71 @@ fn event_stream(conf: Conf, mode: Mode) {
             comment: None,
         }
     );
-    assert!(took < PROMPTLY, "the event took {took:?} through nginx");
+    assert!(took < PROMPTLY, "{name}: the event took {took:?}");
 
     drop(sub);
     weir.wait_metric("weir_event_streams", 0.0);
     weir.assert_idle();
-    drop(nginx);
+    drop(front);
 }
 
 #[test]
 fn recipe_in_process_event_stream_is_live() {
-    event_stream(Conf::Recipe, Mode::InProcess);
+    event_stream(Proxy::Nginx, Conf::Recipe, Mode::InProcess);
 }
 
 #[test]
 fn recipe_binary_event_stream_is_live() {
-    event_stream(Conf::Recipe, Mode::Binary);
+    event_stream(Proxy::Nginx, Conf::Recipe, Mode::Binary);
+}
+
+#[test]
+fn caddy_in_process_event_stream_is_live() {
+    event_stream(Proxy::Caddy, Conf::Recipe, Mode::InProcess);
+}
+
+#[test]
+fn caddy_binary_event_stream_is_live() {
+    event_stream(Proxy::Caddy, Conf::Recipe, Mode::Binary);
+}
+
+#[test]
+fn haproxy_in_process_event_stream_is_live() {
+    event_stream(Proxy::Haproxy, Conf::Recipe, Mode::InProcess);
+}
+
+#[test]
+fn haproxy_binary_event_stream_is_live() {
+    event_stream(Proxy::Haproxy, Conf::Recipe, Mode::Binary);
 }
 
 /// With nginx's defaults (response buffering on), `X-Accel-Buffering: no`
 /// is what keeps the stream live.
 #[test]
 fn defaults_in_process_event_stream_is_live() {
-    event_stream(Conf::Defaults, Mode::InProcess);
+    event_stream(Proxy::Nginx, Conf::Defaults, Mode::InProcess);
 }
 
 #[test]
 fn defaults_binary_event_stream_is_live() {
-    event_stream(Conf::Defaults, Mode::Binary);
+    event_stream(Proxy::Nginx, Conf::Defaults, Mode::Binary);
 }
 
 // --- WebSocket pipes -------------------------------------------------------------
 
-/// Two WebSocket clients through nginx on one path are bridged: messages
+/// Two WebSocket clients through the proxy on one path are bridged: messages
 /// go both ways, a large one too, and a close reaches the other side.
-fn websocket_pipe(mode: Mode) {
-    if !nginx_available(&format!("{mode:?}/websocket pipe")) {
+fn websocket_pipe(proxy: Proxy, mode: Mode) {
+    if !proxy.available(&format!("{proxy:?}/{mode:?}/websocket pipe")) {
         return;
     }
     let dir = TempDir::new();
     let weir = Weir::start(mode);
-    let nginx = Nginx::start(Conf::Recipe, weir.addr(), &dir);
+    let front = Front::start(proxy, Conf::Recipe, weir.addr(), &dir);
 
-    let mut a = ws_connect(nginx.addr, "/proxy-ws");
+    let mut a = ws_connect(front.addr, "/proxy-ws");
     weir.wait_metric("weir_ws_pipes{state=\"waiting\"}", 1.0);
-    let mut b = ws_connect(nginx.addr, "/proxy-ws");
+    let mut b = ws_connect(front.addr, "/proxy-ws");
     weir.wait_metric("weir_ws_pipes{state=\"bridged\"}", 1.0);
 
     ws_send(&mut a, true, OpCode::Text, b"hello from a");
@@ -782,15 +963,35 @@ fn websocket_pipe(mode: Mode) {
     drop((a, b));
     weir.wait_metric("weir_websockets", 0.0);
     weir.assert_idle();
-    drop(nginx);
+    drop(front);
 }
 
 #[test]
 fn recipe_in_process_websocket_pipe_both_ways() {
-    websocket_pipe(Mode::InProcess);
+    websocket_pipe(Proxy::Nginx, Mode::InProcess);
 }
 
 #[test]
 fn recipe_binary_websocket_pipe_both_ways() {
-    websocket_pipe(Mode::Binary);
+    websocket_pipe(Proxy::Nginx, Mode::Binary);
+}
+
+#[test]
+fn caddy_in_process_websocket_pipe_both_ways() {
+    websocket_pipe(Proxy::Caddy, Mode::InProcess);
+}
+
+#[test]
+fn caddy_binary_websocket_pipe_both_ways() {
+    websocket_pipe(Proxy::Caddy, Mode::Binary);
+}
+
+#[test]
+fn haproxy_in_process_websocket_pipe_both_ways() {
+    websocket_pipe(Proxy::Haproxy, Mode::InProcess);
+}
+
+#[test]
+fn haproxy_binary_websocket_pipe_both_ways() {
+    websocket_pipe(Proxy::Haproxy, Mode::Binary);
 }
