@@ -190,11 +190,7 @@ impl Families {
         }
         let text = "text/plain; charset=utf-8";
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path {
-            "/" | "/help" => (
-                200,
-                text,
-                crate::pages::help(&head, ctx.config.trust_proxy).into_bytes(),
-            ),
+            "/" | "/help" => (200, text, help_text(ctx, &head).into_bytes()),
             "/version" => (
                 200,
                 text,
@@ -290,6 +286,16 @@ impl Families {
             sockjs_channels: sj.channels,
         }
     }
+}
+
+/// The help text for `head`. Every listener is plain HTTP so far; a TLS
+/// listener passes `"https"` as the scheme.
+fn help_text(ctx: &Ctx, head: &Head<'_>) -> String {
+    let opts = crate::help::Options {
+        reservations: ctx.config.reservations,
+        required_referer: ctx.config.required_referer.as_deref(),
+    };
+    crate::help::text(head, ctx.config.trust_proxy, "http", opts)
 }
 
 /// Whether a browser fetches the request to install a service worker

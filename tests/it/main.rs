@@ -13,6 +13,7 @@ mod clients;
 mod ephemeral;
 mod exhaustion;
 mod footprint;
+mod help;
 mod hostile;
 mod layers;
 mod limits;
