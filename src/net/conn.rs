@@ -138,6 +138,8 @@ pub struct Conn {
     pub head_only: bool,
     /// Counted as waiting against its address (`--max-parked-per-ip`).
     pub parked: bool,
+    /// The request being answered, for the access log.
+    pub access: Option<Box<crate::net::access::Access>>,
     /// What it is doing.
     pub state: State,
 }
@@ -158,7 +160,17 @@ impl Conn {
             timer: None,
             head_only: false,
             parked: false,
+            access: None,
             state: State::new(),
+        }
+    }
+
+    /// The request it was answering is over: its access line is written
+    /// (if it had one), and the output's meter starts again.
+    pub fn end_request(&mut self, token: usize, now: std::time::Instant) {
+        let meter = self.out.take_meter();
+        if let Some(a) = self.access.take() {
+            a.log(token, self.peer, &meter, now);
         }
     }
 

@@ -88,6 +88,9 @@ pub trait Env {
     fn hooks(&mut self) -> &mut dyn Hooks;
     /// Whether the streams can be spliced (they have descriptors).
     fn can_splice(&self) -> bool;
+    /// Body bytes moved for party `t`: `read` stored from a sender,
+    /// `written` sent to a receiver (for its access-log line).
+    fn moved(&mut self, _t: Token, _read: u64, _written: u64) {}
 }
 
 /// What the event loop must do once a core call returns.

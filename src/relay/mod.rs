@@ -88,6 +88,13 @@ impl Env for CtxEnv<'_> {
     fn can_splice(&self) -> bool {
         cfg!(target_os = "linux")
     }
+
+    fn moved(&mut self, t: Token, read: u64, written: u64) {
+        if let Some(a) = self.ctx.live_mut(t).and_then(|c| c.access.as_mut()) {
+            a.read += read;
+            a.written += written;
+        }
+    }
 }
 
 impl Relay {

@@ -17,6 +17,7 @@ mod help;
 mod hostile;
 mod layers;
 mod limits;
+mod logs;
 mod pipes;
 mod proxy;
 mod signals;
