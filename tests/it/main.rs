@@ -18,6 +18,7 @@ mod hostile;
 mod layers;
 mod limits;
 mod logs;
+mod migrating;
 mod pipes;
 mod proxy;
 mod signals;
