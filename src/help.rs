@@ -144,7 +144,7 @@ mod tests {
     use crate::http::{parse_head, Limits};
 
     fn url(headers: &str, trust: bool, scheme: &'static str) -> String {
-        let raw = format!("GET /help HTTP/1.1\r\n{headers}\r\n");
+        let raw = format!("GET /help HTTP/1.0\r\n{headers}\r\n");
         let limits = Limits {
             max_head: 16384,
             max_target: 4096,

@@ -37,8 +37,9 @@ const PATH_MAX: usize = 200;
 /// One request, while it is answered.
 #[derive(Debug)]
 pub struct Access {
-    method: String,
-    path: String,
+    /// `METHOD /path`, in one allocation (a parked party keeps it for
+    /// minutes).
+    request: String,
     forwarded_for: Option<String>,
     started: Instant,
     /// Body bytes read from the client.
@@ -52,7 +53,7 @@ impl Access {
     /// A request whose head was parsed at `now`; the forwarded client
     /// counts only with `trust_proxy`.
     pub fn new(head: &Head<'_>, now: Instant, trust_proxy: bool) -> Access {
-        let method = head
+        let mut request: String = head
             .raw
             .split(|&b| b == b' ')
             .next()
@@ -61,14 +62,16 @@ impl Access {
             .take(32)
             .map(|&b| printable(b))
             .collect();
+        request.push(' ');
+        push_clean_path(&mut request, head.path);
         let forwarded_for = if trust_proxy {
             Forwarded::from_head(head).client.map(str::to_string)
         } else {
             None
         };
+        request.shrink_to_fit();
         Access {
-            method,
-            path: clean_path(head.path),
+            request,
             forwarded_for,
             started: now,
             read: 0,
@@ -79,8 +82,7 @@ impl Access {
     /// A request whose head could not be parsed.
     pub fn unparsed(now: Instant) -> Access {
         Access {
-            method: "-".into(),
-            path: "-".into(),
+            request: "- -".into(),
             forwarded_for: None,
             started: now,
             read: 0,
@@ -100,7 +102,7 @@ impl Access {
                 let _ = write!(line, "{}", peer.ip());
             }
         }
-        let _ = write!(line, " {} {} ", self.method, self.path);
+        let _ = write!(line, " {} ", self.request);
         if meter.status == 0 {
             line.push('-');
         } else {
@@ -133,22 +135,17 @@ fn printable(b: u8) -> char {
 
 /// The path for the log: no control characters or spaces (a line cannot be
 /// forged), at most [`PATH_MAX`] characters.
-fn clean_path(p: &str) -> String {
-    let mut out: String = p
-        .chars()
-        .take(PATH_MAX)
-        .map(|c| {
-            if c.is_control() || c.is_whitespace() {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect();
+fn push_clean_path(out: &mut String, p: &str) {
+    out.extend(p.chars().take(PATH_MAX).map(|c| {
+        if c.is_control() || c.is_whitespace() {
+            '?'
+        } else {
+            c
+        }
+    }));
     if p.chars().nth(PATH_MAX).is_some() {
         out.push_str("...");
     }
-    out
 }
 
 #[cfg(test)]
@@ -157,9 +154,14 @@ mod tests {
 
     #[test]
     fn paths_cannot_forge_a_line() {
-        assert_eq!(clean_path("/a\nb c"), "/a?b?c");
+        let clean = |p: &str| {
+            let mut s = String::new();
+            push_clean_path(&mut s, p);
+            s
+        };
+        assert_eq!(clean("/a\nb c"), "/a?b?c");
         let long = "/".repeat(300);
-        assert_eq!(clean_path(&long).len(), PATH_MAX + 3);
+        assert_eq!(clean(&long).len(), PATH_MAX + 3);
         assert_eq!(printable(b'\r'), '?');
     }
 }
