@@ -3,14 +3,14 @@
 
 use crate::http::Head;
 
-/// The base URL clients used to reach us; see [`crate::help::base_url`].
-/// (Plain-HTTP listeners only until a listener's scheme is passed here.)
-pub fn base_url(head: &Head<'_>, trust_proxy: bool) -> String {
-    crate::help::base_url(head, trust_proxy, "http")
+/// The base URL clients used to reach us (`https` when the request came
+/// over TLS); see [`crate::help::base_url`].
+pub fn base_url(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
+    crate::help::base_url(head, trust_proxy, if tls { "https" } else { "http" })
 }
 
 /// `/noscript`: a form that sends a file with no JavaScript.
-pub fn noscript(head: &Head<'_>, trust_proxy: bool) -> String {
+pub fn noscript(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
     // The path comes from a query parameter the user typed; only a safe
     // character set is kept so it can be placed in the page unescaped.
     let path: String = head
@@ -33,7 +33,7 @@ pub fn noscript(head: &Head<'_>, trust_proxy: bool) -> String {
 <p>The receiver opens the same path, e.g. <code>curl {url}/{shown}</code>.</p>
 </body></html>
 ",
-        url = base_url(head, trust_proxy),
+        url = base_url(head, trust_proxy, tls),
         shown = if path.is_empty() { "mypath" } else { path },
         form = if path.is_empty() {
             String::from("<p>Choose a path first.</p>")

@@ -190,7 +190,7 @@ impl Families {
         }
         let text = "text/plain; charset=utf-8";
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path {
-            "/" | "/help" => (200, text, help_text(ctx, &head).into_bytes()),
+            "/" | "/help" => (200, text, help_text(ctx, &head, token).into_bytes()),
             "/version" => (
                 200,
                 text,
@@ -202,7 +202,8 @@ impl Families {
             "/noscript" => (
                 200,
                 "text/html; charset=utf-8",
-                crate::pages::noscript(&head, ctx.config.trust_proxy).into_bytes(),
+                crate::pages::noscript(&head, ctx.config.trust_proxy, ctx.is_tls(token))
+                    .into_bytes(),
             ),
             "/metrics" => (
                 200,
@@ -288,14 +289,15 @@ impl Families {
     }
 }
 
-/// The help text for `head`. Every listener is plain HTTP so far; a TLS
-/// listener passes `"https"` as the scheme.
-fn help_text(ctx: &Ctx, head: &Head<'_>) -> String {
+/// The help text for `head`, which came on `token`'s connection (`https`
+/// URLs when it came over TLS).
+fn help_text(ctx: &Ctx, head: &Head<'_>, token: Token) -> String {
     let opts = crate::help::Options {
         reservations: ctx.config.reservations,
         required_referer: ctx.config.required_referer.as_deref(),
     };
-    crate::help::text(head, ctx.config.trust_proxy, "http", opts)
+    let scheme = if ctx.is_tls(token) { "https" } else { "http" };
+    crate::help::text(head, ctx.config.trust_proxy, scheme, opts)
 }
 
 /// Whether a browser fetches the request to install a service worker

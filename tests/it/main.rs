@@ -26,4 +26,5 @@ mod sim;
 mod soak;
 mod sockjs;
 mod sse;
+mod tls;
 mod ws;
