@@ -139,7 +139,7 @@ pub struct Conn {
     /// Counted as waiting against its address (`--max-parked-per-ip`).
     pub parked: bool,
     /// The request being answered, for the access log.
-    pub access: Option<Box<crate::net::access::Access>>,
+    pub access: Option<crate::net::access::Access>,
     /// What it is doing.
     pub state: State,
 }

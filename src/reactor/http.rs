@@ -54,7 +54,7 @@ pub(crate) fn timer(ctx: &mut Ctx, t: Token) {
             if conn.inbuf.is_empty() {
                 ctx.kill(t, "idle");
             } else {
-                conn.access = Some(Box::new(Access::unparsed(now)));
+                conn.access = Some(Access::unparsed(now));
                 ctx.metrics.bad_requests += 1;
                 ctx.respond_error(t, 1, 408, "The request head did not arrive in time.", false);
             }
@@ -89,7 +89,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     let early = buf[len..].to_vec();
                     conn.head_only = head.method == http::Method::Head;
                     let access = Access::new(&head, now, trust_proxy);
-                    conn.access = Some(Box::new(access));
+                    conn.access = Some(access);
                     if conn.sock.plain_on_tls_port() {
                         // Read as plain text only to say so.
                         let url = pages::base_url(&head, false, true);
@@ -116,7 +116,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                 Ok(None) => conn.inbuf = buf,
                 Err(e) => {
                     debug!("[{}] bad request head: {}", t.0, e);
-                    conn.access = Some(Box::new(Access::unparsed(now)));
+                    conn.access = Some(Access::unparsed(now));
                     ctx.metrics.bad_requests += 1;
                     ctx.respond_error(t, 1, e.status, e.message, false);
                     return;
@@ -129,7 +129,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
             if conn.inbuf.is_empty() {
                 ctx.kill(t, "closed by client");
             } else {
-                conn.access = Some(Box::new(Access::unparsed(now)));
+                conn.access = Some(Access::unparsed(now));
                 ctx.respond_error(t, 1, 400, "Incomplete request head.", false);
             }
             return;
