@@ -44,7 +44,8 @@
 //!   [`form`], [`metrics`], [`hooks`], [`budget`], [`auth`] (access rules,
 //!   signed links).
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
-//!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
+//!   bodies, what a proxy forwards), [`help`] (the help text, from a head),
+//!   [`pages`] (the relay's own pages, from a head), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
 //!   [`splice`], [`websocket::codec`], [`websocket::hixie`] and
 //!   [`websocket::conn`] (what a WebSocket connection keeps),
@@ -67,6 +68,7 @@ pub mod budget;
 pub mod config;
 pub mod events;
 pub mod form;
+pub mod help;
 pub mod hooks;
 pub mod http;
 pub mod ids;

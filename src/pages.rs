@@ -1,62 +1,12 @@
-//! The relay's own pages: help text for curl, the no-JavaScript upload form.
+//! The relay's own pages: the no-JavaScript upload form (the help text is
+//! [`crate::help`]).
 
 use crate::http::Head;
 
-/// The base URL clients used to reach us: from `Host` (`https` when the
-/// request came over TLS), or with `trust_proxy` from `X-Forwarded-Proto`
-/// and `X-Forwarded-Host`. A host
-/// with characters that do not belong in one is replaced, so a client
-/// cannot make the relay print arbitrary text as a URL.
+/// The base URL clients used to reach us (`https` when the request came
+/// over TLS); see [`crate::help::base_url`].
 pub fn base_url(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
-    let mut scheme = if tls { "https" } else { "http" };
-    let mut host = head.host();
-    if trust_proxy {
-        if let Some(p) = head.header_str("x-forwarded-proto") {
-            match p.split(',').next().unwrap_or("").trim() {
-                "https" => scheme = "https",
-                "http" => scheme = "http",
-                _ => {}
-            }
-        }
-        if let Some(h) = head.header_str("x-forwarded-host") {
-            host = Some(h.split(',').next().unwrap_or("").trim());
-        }
-    }
-    let host = host
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-        })
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}")
-}
-
-/// `/` and `/help`: how to use the relay, with this host's URLs (from
-/// `X-Forwarded-*` with `trust_proxy`, as [`base_url`] says).
-pub fn help(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
-    let url = base_url(head, trust_proxy, tls);
-    format!(
-        "weir {version}: an ephemeral relay. Bytes stream from a sender to its receivers and are never stored.
-
-Send (either side may come first; the first one waits):
-  curl -T myfile {url}/mypath
-  echo hello | curl -T - {url}/mypath
-  curl -F file=@myfile {url}/mypath          (a form: the receiver gets the file)
-
-Receive:
-  curl {url}/mypath > myfile
-
-Several receivers (all must use the same n; the transfer starts when all are there):
-  curl -T myfile '{url}/mypath?n=3'
-  curl '{url}/mypath?n=3' > myfile          (three times)
-
-Other paths:
-  {url}/version   {url}/healthz   {url}/metrics   {url}/noscript (an upload form)
-",
-        version = env!("CARGO_PKG_VERSION"),
-    )
+    crate::help::base_url(head, trust_proxy, if tls { "https" } else { "http" })
 }
 
 /// `/noscript`: a form that sends a file with no JavaScript.

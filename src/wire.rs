@@ -175,6 +175,86 @@ pub trait Stream: Read + Write {
 pub struct OutBuf {
     buf: Vec<u8>,
     pos: usize,
+    meter: Meter,
+}
+
+/// What a connection's control output wrote since the meter was last
+/// taken: bytes, and the status of the first final response head among
+/// them (for the access log). Fed the bytes as they reach the socket, so it
+/// holds however the answer was queued.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    /// Bytes written.
+    pub sent: u64,
+    /// The first final status written (`0`: none yet). `1xx` heads other
+    /// than `101` are interim and skipped.
+    pub status: u16,
+    sniff: Sniff,
+}
+
+/// Where the status sniffer is in the written bytes.
+#[derive(Clone, Debug)]
+enum Sniff {
+    /// Collecting a status line's first 12 bytes (`HTTP/1.1 200`).
+    Line([u8; 12], u8),
+    /// Skipping an interim head; how much of `\r\n\r\n` was seen.
+    Interim(u8),
+    /// Found, or the output is not an HTTP head.
+    Done,
+}
+
+impl Default for Sniff {
+    fn default() -> Self {
+        Sniff::Line([0; 12], 0)
+    }
+}
+
+impl Meter {
+    /// Count `bytes` written, and look for the status in them.
+    pub fn wrote(&mut self, bytes: &[u8]) {
+        self.sent += bytes.len() as u64;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match &mut self.sniff {
+                Sniff::Done => return,
+                Sniff::Line(line, got) => {
+                    let take = (12 - *got as usize).min(rest.len());
+                    line[*got as usize..*got as usize + take].copy_from_slice(&rest[..take]);
+                    *got += take as u8;
+                    rest = &rest[take..];
+                    if *got < 12 {
+                        return;
+                    }
+                    let code = (line.starts_with(b"HTTP/1.") && line[8] == b' ')
+                        .then(|| std::str::from_utf8(&line[9..12]).ok()?.parse::<u16>().ok())
+                        .flatten();
+                    self.sniff = match code {
+                        Some(c) if (100..200).contains(&c) && c != 101 => Sniff::Interim(0),
+                        Some(c) => {
+                            self.status = c;
+                            Sniff::Done
+                        }
+                        None => Sniff::Done,
+                    };
+                }
+                Sniff::Interim(seen) => {
+                    let b = rest[0];
+                    rest = &rest[1..];
+                    let want = b"\r\n\r\n"[*seen as usize];
+                    *seen = if b == want {
+                        *seen + 1
+                    } else if b == b'\r' {
+                        1
+                    } else {
+                        0
+                    };
+                    if *seen == 4 {
+                        self.sniff = Sniff::default();
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for OutBuf {
@@ -205,6 +285,17 @@ impl OutBuf {
     /// Append bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// What was written since the last call; starts a new count (a new
+    /// request on the connection).
+    pub fn take_meter(&mut self) -> Meter {
+        std::mem::take(&mut self.meter)
+    }
+
+    /// What was written so far.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// Drop everything queued (an answer replaced by another).
@@ -243,7 +334,10 @@ impl OutBuf {
             }
             match w.write(&self.buf[self.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pos += n,
+                Ok(n) => {
+                    self.meter.wrote(&self.buf[self.pos..self.pos + n]);
+                    self.pos += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready.event.remove(Ready::WRITABLE);
                     self.compact();
@@ -401,6 +495,32 @@ mod tests {
         }
         assert!(out.pending() < 256 * 1024);
         assert!(out.buf.len() < 512 * 1024, "{} bytes held", out.buf.len());
+    }
+
+    #[test]
+    fn meter_finds_the_final_status_however_the_bytes_are_split() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nA: b\r\n\r\n[INFO] x\n";
+        for split in 0..wire.len() {
+            let mut m = Meter::default();
+            m.wrote(&wire[..split]);
+            m.wrote(&wire[split..]);
+            assert_eq!(
+                (m.status, m.sent),
+                (200, wire.len() as u64),
+                "split {split}"
+            );
+        }
+        let mut m = Meter::default();
+        for b in b"HTTP/1.1 101 Switching Protocols\r\n\r\n" {
+            m.wrote(&[*b]);
+        }
+        assert_eq!(m.status, 101);
+        let mut m = Meter::default();
+        m.wrote(b"HTTP/1.0 404 Not Found\r\n\r\nHTTP/1.1 500 x");
+        assert_eq!(m.status, 404);
+        let mut m = Meter::default();
+        m.wrote(b"event: x\ndata: y\n\n");
+        assert_eq!(m.status, 0);
     }
 
     #[test]

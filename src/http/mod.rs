@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod chunked;
+pub mod forwarded;
 pub mod multipart;
 pub mod request;
 pub mod response;

@@ -147,6 +147,8 @@ pub struct Conn {
     pub head_only: bool,
     /// Counted as waiting against its address (`--max-parked-per-ip`).
     pub parked: bool,
+    /// The request being answered, for the access log.
+    pub access: Option<crate::net::access::Access>,
     /// What it is doing.
     pub state: State,
     /// The listener that accepted it.
@@ -169,8 +171,18 @@ impl Conn {
             timer: None,
             head_only: false,
             parked: false,
+            access: None,
             state: State::new(),
             listener: ListenerKind::Public,
+        }
+    }
+
+    /// The request it was answering is over: its access line is written
+    /// (if it had one), and the output's meter starts again.
+    pub fn end_request(&mut self, token: usize, now: std::time::Instant) {
+        let meter = self.out.take_meter();
+        if let Some(a) = self.access.take() {
+            a.log(token, self.peer, &meter, now);
         }
     }
 

@@ -11,6 +11,7 @@
 //! keep-alive connection may hold the next request already (R2/R3: no new
 //! edge will come for bytes already read).
 
+pub mod access;
 pub mod conn;
 pub mod sock;
 #[cfg(feature = "tls")]
@@ -270,7 +271,9 @@ impl Ctx {
     /// had, for its family to forget it by. A dead connection gets no more
     /// events and its timer is cancelled.
     pub fn kill(&mut self, t: Token, why: &str) -> Option<State> {
+        let now = self.now;
         let conn = self.live_mut(t)?;
+        conn.end_request(t.0, now);
         let state = std::mem::replace(&mut conn.state, State::Dead);
         conn.ready.interest = Ready::EMPTY;
         let timer = conn.timer.take();

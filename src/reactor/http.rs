@@ -19,6 +19,7 @@ use mio::Token;
 use super::Families;
 use crate::http::body::{Fed, Purpose, ShortBody};
 use crate::http::{self, Head, Limits};
+use crate::net::access::Access;
 use crate::net::{Ctx, End, Http, State};
 use crate::pages;
 use crate::wire::{Io, Ready};
@@ -44,6 +45,7 @@ pub(crate) fn ready(ctx: &mut Ctx, fam: &mut Families, t: Token) {
 
 /// The connection's own timer, in an HTTP phase.
 pub(crate) fn timer(ctx: &mut Ctx, t: Token) {
+    let now = ctx.now;
     let Some(conn) = ctx.live_mut(t) else {
         return;
     };
@@ -52,6 +54,7 @@ pub(crate) fn timer(ctx: &mut Ctx, t: Token) {
             if conn.inbuf.is_empty() {
                 ctx.kill(t, "idle");
             } else {
+                conn.access = Some(Access::unparsed(now));
                 ctx.metrics.bad_requests += 1;
                 ctx.respond_error(t, 1, 408, "The request head did not arrive in time.", false);
             }
@@ -70,6 +73,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
         max_head: ctx.config.max_head_bytes,
         max_target: ctx.config.max_target_bytes,
     };
+    let (now, trust_proxy) = (ctx.now, ctx.config.trust_proxy);
     loop {
         let Ctx { conns, scratch, .. } = &mut *ctx;
         let Some(conn) = conns.get_mut(t.0) else {
@@ -84,6 +88,8 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     // Bytes past the head: body, or the next request.
                     let early = buf[len..].to_vec();
                     conn.head_only = head.method == http::Method::Head;
+                    let access = Access::new(&head, now, trust_proxy);
+                    conn.access = Some(access);
                     if conn.sock.plain_on_tls_port() {
                         // Read as plain text only to say so.
                         let url = pages::base_url(&head, false, true);
@@ -110,6 +116,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                 Ok(None) => conn.inbuf = buf,
                 Err(e) => {
                     debug!("[{}] bad request head: {}", t.0, e);
+                    conn.access = Some(Access::unparsed(now));
                     ctx.metrics.bad_requests += 1;
                     ctx.respond_error(t, 1, e.status, e.message, false);
                     return;
@@ -122,6 +129,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
             if conn.inbuf.is_empty() {
                 ctx.kill(t, "closed by client");
             } else {
+                conn.access = Some(Access::unparsed(now));
                 ctx.respond_error(t, 1, 400, "Incomplete request head.", false);
             }
             return;
@@ -179,6 +187,9 @@ pub(crate) fn start_body(
 fn body_done(ctx: &mut Ctx, fam: &mut Families, t: Token, body: ShortBody) {
     let minor = body.minor();
     let (raw, purpose, bytes) = body.into_parts();
+    if let Some(a) = ctx.live_mut(t).and_then(|c| c.access.as_mut()) {
+        a.read += bytes.len() as u64;
+    }
     match http::request::parse_again(&raw) {
         Some(head) => fam.body_done(ctx, t, head, purpose, bytes),
         None => ctx.respond_error(
@@ -265,6 +276,7 @@ fn read_body(ctx: &mut Ctx, fam: &mut Families, t: Token) {
 
 /// Answering and lingering connections: write, then keep alive or end.
 fn write_and_end(ctx: &mut Ctx, t: Token) {
+    let now = ctx.now;
     let Ctx { conns, scratch, .. } = &mut *ctx;
     let Some(conn) = conns.get_mut(t.0) else {
         return;
@@ -278,6 +290,7 @@ fn write_and_end(ctx: &mut Ctx, t: Token) {
                 }
             }
             Ok(true) if keep_alive => {
+                conn.end_request(t.0, now);
                 conn.state = State::new();
                 conn.head_only = false;
                 conn.ready.interest = Ready::READABLE;

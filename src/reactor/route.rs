@@ -194,11 +194,7 @@ impl Families {
         }
         let text = "text/plain; charset=utf-8";
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path {
-            "/" | "/help" => (
-                200,
-                text,
-                crate::pages::help(&head, ctx.config.trust_proxy, ctx.is_tls(token)).into_bytes(),
-            ),
+            "/" | "/help" => (200, text, help_text(ctx, &head, token).into_bytes()),
             "/version" => (
                 200,
                 text,
@@ -295,6 +291,17 @@ impl Families {
             sockjs_channels: sj.channels,
         }
     }
+}
+
+/// The help text for `head`, which came on `token`'s connection (`https`
+/// URLs when it came over TLS).
+fn help_text(ctx: &Ctx, head: &Head<'_>, token: Token) -> String {
+    let opts = crate::help::Options {
+        reservations: ctx.config.reservations,
+        required_referer: ctx.config.required_referer.as_deref(),
+    };
+    let scheme = if ctx.is_tls(token) { "https" } else { "http" };
+    crate::help::text(head, ctx.config.trust_proxy, scheme, opts)
 }
 
 /// Whether a browser fetches the request to install a service worker

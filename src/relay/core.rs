@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, log};
 use mio::Token;
 use slab::Slab;
 
@@ -733,7 +733,7 @@ impl Table {
         if !multipart {
             self.write_heads(env, p);
         }
-        info!(
+        debug!(
             "pipe {} started: {} receiver(s)",
             self.pipes[p.0].key, self.pipes[p.0].n
         );
@@ -1370,7 +1370,15 @@ impl Table {
         } else {
             env.metrics().transfers_cut += 1;
         }
-        info!(
+        // The parties' access lines tell a complete transfer; one that
+        // some receivers left is worth a line of its own.
+        let level = if flow.lost == 0 {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log!(
+            level,
             "transfer {} {outcome}: {bytes} bytes to {}/{} receiver(s) in {:.3}s",
             pipe.key,
             flow.delivered,

@@ -89,6 +89,9 @@ pub trait Env {
     /// Whether `t`'s stream can be spliced: it has a descriptor and the
     /// bytes on it are the body itself (not TLS records).
     fn can_splice(&mut self, t: Token) -> bool;
+    /// Body bytes moved for party `t`: `read` stored from a sender,
+    /// `written` sent to a receiver (for its access-log line).
+    fn moved(&mut self, _t: Token, _read: u64, _written: u64) {}
 }
 
 /// What the event loop must do once a core call returns.

@@ -87,6 +87,13 @@ impl Env for CtxEnv<'_> {
     fn can_splice(&mut self, t: Token) -> bool {
         cfg!(target_os = "linux") && self.ctx.live(t).is_some_and(|c| c.sock.spliceable())
     }
+
+    fn moved(&mut self, t: Token, read: u64, written: u64) {
+        if let Some(a) = self.ctx.live_mut(t).and_then(|c| c.access.as_mut()) {
+            a.read += read;
+            a.written += written;
+        }
+    }
 }
 
 impl Relay {

@@ -468,7 +468,13 @@ pub fn run(
         // the transfer is cut is ingress's call.
         flush_sender(env, flow, fx, dec.is_some());
         if let Some(d) = dec.as_deref_mut() {
-            match ingress(env, flow, d, scratch, limit) {
+            let before = flow.buf.end_offset();
+            let got = ingress(env, flow, d, scratch, limit);
+            let stored = flow.buf.end_offset() - before;
+            if let (Some(s), true) = (&flow.sender, stored > 0) {
+                env.moved(s.token, stored, 0);
+            }
+            match got {
                 Ingress::Moved(n) => {
                     progressed = n > 0;
                     budget = budget.saturating_sub(n);
@@ -794,6 +800,7 @@ fn egress(
         Ok(0) if avail > 0 && matches!(r.framing, OutFraming::Raw { .. }) => Egress::Gone,
         Ok(n) => {
             r.cursor += n as u64;
+            env.moved(r.token, 0, n as u64);
             Egress::Moved
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -73,7 +73,7 @@ mod read;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use log::{debug, info};
+use log::debug;
 use mio::Token;
 
 use crate::http::Head;
@@ -271,7 +271,7 @@ impl WebSockets {
                 ctx.disarm(peer);
                 ctx.unpark(peer);
                 self.running.insert(key.clone());
-                info!("[{}] websocket pipe {key} bridged with [{}]", t.0, peer.0);
+                debug!("[{}] websocket pipe {key} bridged with [{}]", t.0, peer.0);
                 self.drive(ctx, peer);
                 self.drive(ctx, t);
             }
@@ -600,7 +600,7 @@ impl WebSockets {
         if started {
             if let WsMode::Pipe { key, .. } = &mode {
                 // The other side learns the code and reason; the path is free.
-                info!(
+                debug!(
                     "[{}] websocket pipe {key} closed by a peer (code {code:?})",
                     t.0
                 );

@@ -290,6 +290,15 @@ mod with_tls {
         assert_eq!(got, b"over tls\n");
         let (st, _, err) = sender.finish();
         assert!(st.success(), "{err}");
+        // The help's examples name the scheme the client came with.
+        let (st, help, err) = curl(&["-sS", "--cacert", &ca, &https(tls, "/help")]);
+        assert!(st.success(), "{err}");
+        let help = String::from_utf8(help).unwrap();
+        assert!(
+            help.contains(&format!("curl -T myfile https://{tls}/mypath")),
+            "{help}"
+        );
+        assert!(help.contains(&format!("wss://{tls}/chat")), "{help}");
         r.assert_idle();
     }
 

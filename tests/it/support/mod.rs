@@ -14,6 +14,7 @@ pub mod payload;
 pub mod pipe;
 pub mod relay;
 pub mod seed;
+pub mod shell;
 pub mod sse;
 pub mod ws;
 

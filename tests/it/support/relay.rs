@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -100,14 +101,38 @@ impl Drop for Relay {
     }
 }
 
-/// The real `weir` binary as a child process (for RSS and signals).
+/// The real `weir` binary as a child process (for RSS, signals, logs).
+///
+/// Its stderr (the log) is read by a thread into a shared buffer, so the
+/// relay never blocks on a full pipe and a test can wait for a line.
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// Read `from` line by line into `into` until it ends.
+fn drain_log(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let into = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(from);
+        let mut line = String::new();
+        while matches!(std::io::BufRead::read_line(&mut r, &mut line), Ok(n) if n > 0) {
+            into.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    log
 }
 
 impl Binary {
     pub fn start(args: &[&str]) -> Binary {
+        Binary::start_logging(args, "warn")
+    }
+
+    /// Like [`Binary::start`], with `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(args: &[&str], rust_log: &str) -> Binary {
         // Pick a free port by binding and releasing it; retried on a clash.
         for _ in 0..20 {
             let port = {
@@ -119,19 +144,20 @@ impl Binary {
                 .arg("--listen")
                 .arg(addr.to_string())
                 .args(args)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", rust_log)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn weir");
+            let log = drain_log(child.stderr.take().unwrap());
             let deadline = Instant::now() + DEADLINE;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
                 if TcpStream::connect(addr).is_ok() {
-                    return Binary { child, addr };
+                    return Binary { child, addr, log };
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -143,6 +169,28 @@ impl Binary {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the relay has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The first log line holding every one of `parts`, waited for until
+    /// the deadline (then a panic showing the log).
+    pub fn wait_log_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return l.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?}; the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Resident set size in KiB, from /proc.
@@ -174,9 +222,10 @@ impl Binary {
                 .env("RUST_LOG", "error")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn weir under ulimit");
+            let log = drain_log(child.stderr.take().unwrap());
             let deadline = Instant::now() + DEADLINE;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -188,7 +237,7 @@ impl Binary {
                     // answers, so it is accepted and gone before the test.
                     let r = get(addr, "/healthz");
                     assert_eq!(r.status, 200);
-                    return Binary { child, addr };
+                    return Binary { child, addr, log };
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
