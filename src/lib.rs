@@ -43,7 +43,8 @@
 //! - **Support** (no I/O, no protocol state): [`config`], [`ids`], [`json`],
 //!   [`form`], [`metrics`], [`hooks`], [`budget`].
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
-//!   bodies), [`pages`] (the relay's own pages, from a head), [`ring`],
+//!   bodies), [`pages`] (the relay's own pages, from a head), [`page`] (the
+//!   browser page, `/noscript` and the QR encoder), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
 //!   [`splice`], [`websocket::codec`], [`websocket::hixie`] and
 //!   [`websocket::conn`] (what a WebSocket connection keeps),
@@ -71,6 +72,7 @@ pub mod ids;
 pub mod json;
 pub mod metrics;
 pub mod net;
+pub mod page;
 pub mod pages;
 pub mod reactor;
 pub mod relay;

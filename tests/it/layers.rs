@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Sans-io edges.
     ("http", 1),
     ("pages", 1),
+    ("page", 1),
     ("ring", 1),
     ("timer", 1),
     ("wire", 1),

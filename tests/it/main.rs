@@ -16,6 +16,7 @@ mod footprint;
 mod hostile;
 mod layers;
 mod limits;
+mod page;
 mod pipes;
 mod proxy;
 mod signals;
