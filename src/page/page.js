@@ -208,7 +208,7 @@
   function send(p, n, body, type, name) {
     const total = body.size;
     const xhr = new XMLHttpRequest();
-    const s = { xhr, p, n, total, over: false, cancelled: false, timer: 0, streaming: false };
+    const s = { xhr, p, n, total, over: false, read: 0, timer: 0, streaming: false };
     sending = s;
     setSending(true);
     sendProgress.start();
@@ -238,7 +238,11 @@
       }
     };
     xhr.onerror = () => end(false, 'Cut: the connection to the relay failed; the receiver got an incomplete transfer.');
-    xhr.onabort = () => end(false, 'Cut: cancelled. The receiver sees an incomplete transfer.');
+    // Bytes already handed to the network still reach the relay after an
+    // abort: only when it had not read them all is the receiver's copy cut.
+    xhr.onabort = () => end(false, s.read >= total && total > 0
+      ? 'Cancelled too late: the relay had already read every byte, so the receiver gets it all.'
+      : 'Cut: cancelled after ' + bytes(s.read) + ' of ' + bytes(total) + ' reached the relay. The receiver sees an incomplete transfer.');
     xhr.send(body);
     document.body.dataset.send = 'running';
     poll(s);
@@ -259,6 +263,7 @@
         sendProgress.update(0, s.total, false);
       } else if (st.state === 'streaming' || st.state === 'finishing') {
         s.streaming = true;
+        s.read = st.read;
         sendProgress.say('Sending to ' + st.receivers + ' receiver' + (st.receivers > 1 ? 's' : '') + '…');
         sendProgress.update(st.delivered, s.total, false);
         document.body.dataset.delivered = String(st.delivered);
