@@ -100,6 +100,11 @@ pub fn qr_svg(head: &Head<'_>) -> Result<String, &'static str> {
     let raw = head
         .query_param("t")
         .ok_or("Give the text to encode: /qr?t=<percent-encoded text>.")?;
+    qr_for_query(raw)
+}
+
+/// [`qr_svg`] for the raw (still percent-encoded) value of `?t=`.
+pub fn qr_for_query(raw: &str) -> Result<String, &'static str> {
     let text = percent_decode(raw).ok_or("Bad percent-encoding in ?t=.")?;
     qr::Qr::encode(&text)
         .map(|q| q.svg())
