@@ -154,6 +154,26 @@ mod tests {
     }
 
     #[test]
+    fn only_an_accept_naming_text_html_gets_the_page() {
+        let cases: &[(&str, bool)] = &[
+            ("", false),
+            ("Accept: */*\r\n", false),
+            (
+                "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n",
+                true,
+            ),
+            ("Accept: application/json, TEXT/HTML ;q=0.5\r\n", true),
+            ("Accept: text/htmlx\r\n", false),
+            ("Accept: text/plain\r\nAccept: text/html\r\n", true),
+        ];
+        for (headers, want) in cases {
+            let raw = format!("GET / HTTP/1.1\r\nHost: t\r\n{headers}\r\n");
+            let head = crate::http::request::parse_again(raw.as_bytes()).expect("a head");
+            assert_eq!(wants_html(&head), *want, "{headers:?}");
+        }
+    }
+
+    #[test]
     fn the_page_has_its_assets_and_one_nonce() {
         let p = index("abc123");
         assert!(p.body.contains("<script nonce=\"abc123\">"));

@@ -210,6 +210,7 @@
     const xhr = new XMLHttpRequest();
     const s = { xhr, p, n, total, over: false, read: 0, timer: 0, streaming: false };
     sending = s;
+    delete document.body.dataset.delivered;
     setSending(true);
     sendProgress.start();
     sendProgress.say('Connecting…');
@@ -233,8 +234,11 @@
       const last = lines[lines.length - 1] || '';
       if (xhr.status === 200 && /^\[INFO\] Sent successfully/.test(last)) {
         end(true, 'Done: ' + (n > 1 ? 'all ' + n + ' receivers have' : 'the receiver has') + ' everything (' + bytes(total) + ').');
+      } else if (xhr.status !== 200) {
+        // Refused before anything moved (a busy path, a limit): nothing was sent.
+        end(false, 'Not sent: ' + (last.replace(/^\[ERROR\] /, '') || 'the relay answered ' + xhr.status));
       } else {
-        end(false, 'Cut: ' + (last.replace(/^\[ERROR\] /, '') || 'the relay answered ' + xhr.status));
+        end(false, 'Cut: ' + (last.replace(/^\[ERROR\] /, '') || 'the transfer ended early'));
       }
     };
     xhr.onerror = () => end(false, 'Cut: the connection to the relay failed; the receiver got an incomplete transfer.');

@@ -72,13 +72,16 @@ export async function runPageTest(name, body) {
       report.checks.push({ name: n, ok: Boolean(ok), detail: detail === undefined ? undefined : String(detail).slice(0, 300) });
     },
     note(m) { report.notes.push(m); },
+    // Console errors a step causes on purpose (Chrome logs a refused
+    // request's status), each a RegExp; everything else is a failure.
+    expectedConsole: [],
     async newPage(opts = {}) {
       const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true, ...opts });
       const page = await context.newPage();
       page.setDefaultTimeout(WAIT_MS * 2);
       page.on('console', (m) => {
         report.console.push(`${m.type()}: ${m.text()}`);
-        if (m.type() === 'error') consoleErrors.push(m.text());
+        if (m.type() === 'error' && !t.expectedConsole.some((re) => re.test(m.text()))) consoleErrors.push(m.text());
       });
       page.on('pageerror', (e) => fail(`page error: ${e.message}`));
       // Reported through the console too, but also counted here: the event
