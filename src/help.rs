@@ -17,6 +17,11 @@
 use crate::http::forwarded::{valid_host, Forwarded};
 use crate::http::Head;
 
+/// [`base_url`] for a connection that came over TLS (`tls`) or not.
+pub fn origin(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
+    base_url(head, trust_proxy, if tls { "https" } else { "http" })
+}
+
 /// The base URL clients used to reach us (`http://host:port`, no trailing
 /// slash). `scheme` is the listener's (`http`, or `https` for a TLS one);
 /// with `trust_proxy` the proxy's `Forwarded` or `X-Forwarded-*` headers

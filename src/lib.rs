@@ -45,7 +45,7 @@
 //!   signed links).
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
 //!   bodies, what a proxy forwards), [`help`] (the help text, from a head),
-//!   [`pages`] (the relay's own pages, from a head), [`ring`],
+//!   [`page`] (the browser page, `/noscript` and the QR encoder), [`ring`],
 //!   [`timer`], [`wire`] (readiness, the stream trait),
 //!   [`splice`], [`websocket::codec`], [`websocket::hixie`] and
 //!   [`websocket::conn`] (what a WebSocket connection keeps),
@@ -75,7 +75,7 @@ pub mod ids;
 pub mod json;
 pub mod metrics;
 pub mod net;
-pub mod pages;
+pub mod page;
 pub mod reactor;
 pub mod relay;
 pub mod ring;

@@ -4,7 +4,8 @@
 //!
 //! Which part: the first part with a filename ([`MultipartScanner::new`],
 //! what ephemeral sockets forward), or the first part of any kind, a form's
-//! text field included ([`MultipartScanner::first_part`], what named pipes
+//! text field included, a file input left empty skipped
+//! ([`MultipartScanner::first_part`], what named pipes
 //! forward).
 //!
 //! Invariants:
@@ -266,7 +267,14 @@ impl MultipartScanner {
                         let (info, is_file) = parse_part_headers(&self.headers)?;
                         self.headers = Vec::new();
                         self.matched = 0;
-                        let emit = is_file || self.any_part;
+                        // In first-part mode a part with an empty filename is a
+                        // form's file input left empty (RFC 7578 §4.2): skipped,
+                        // so one form can send either its file or its text.
+                        let emit = if self.any_part {
+                            !(is_file && info.filename.is_none())
+                        } else {
+                            is_file
+                        };
                         if emit {
                             self.file = Some(info);
                         }
@@ -757,6 +765,20 @@ mod tests {
             let bytes: Vec<&[u8]> = body.chunks(1).collect();
             assert_eq!(run_parts(boundary, &bytes), whole, "{boundary} bytewise");
         }
+    }
+
+    #[test]
+    fn first_part_mode_skips_a_file_input_left_empty() {
+        // A form with a file input (no file chosen) before its textarea.
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n\r\n\
+                     --b\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n\
+                     hello\r\n--b--\r\n";
+        let mut sc = MultipartScanner::first_part("b");
+        let mut out = Vec::new();
+        assert_eq!(sc.feed(body, &mut |b| out.extend_from_slice(b)), Ok(true));
+        assert_eq!(out, b"hello");
+        assert_eq!(sc.file_part().and_then(|p| p.filename.clone()), None);
     }
 
     #[test]

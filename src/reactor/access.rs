@@ -11,8 +11,11 @@
 //! WebSocket does both; `POST /` and `GET /reserve` send on `/s/` (the IDs
 //! they make live there) and `POST /reserve/<id>` sends on `/s/<id>`;
 //! SockJS requests act on their channel, `/sockjs/<channel>`, by
-//! transport. `OPTIONS`, the relay's own pages, `/healthz` and the SockJS
-//! greeting, info and iframe pages are public.
+//! transport. `GET /status/<path>` tells whether `<path>` has parties
+//! waiting, so it is let through for anyone who may send or receive on
+//! `<path>`. `OPTIONS`, the relay's own pages (with `/qr`, which only
+//! draws the text it is given), `/healthz` and the SockJS greeting, info
+//! and iframe pages are public.
 //!
 //! Nothing logged here holds a secret: no header value and no query.
 
@@ -40,6 +43,7 @@ const PUBLIC: &[&str] = &[
     "/version",
     "/robots.txt",
     "/favicon.ico",
+    "/qr",
 ];
 
 /// What a request would do: the path the rules' prefixes match, the path
@@ -49,6 +53,8 @@ struct Target<'h> {
     resource: Cow<'h, str>,
     link_path: &'h str,
     action: Actions,
+    /// `/status/<path>`: sending is as good as receiving.
+    or_send: bool,
 }
 
 /// Whether the request may go on to the router; when not, it has been
@@ -78,14 +84,22 @@ pub(crate) fn admit(ctx: &mut Ctx, t: Token, head: &Head<'_>, reserved: bool) ->
     let Some(target) = target(head, reserved) else {
         return true;
     };
-    let decision = rules.check(&Request {
-        resource: &target.resource,
-        link_path: target.link_path,
-        action: target.action,
-        authorization: head.header("authorization"),
-        query: head.query,
-        now: ctx.unix_now(),
-    });
+    let check = |action| {
+        rules.check(&Request {
+            resource: &target.resource,
+            link_path: target.link_path,
+            action,
+            authorization: head.header("authorization"),
+            query: head.query,
+            now: ctx.unix_now(),
+        })
+    };
+    let mut decision = check(target.action);
+    if target.or_send && !matches!(decision, Decision::Allow { .. }) {
+        if let d @ Decision::Allow { .. } = check(Actions::SEND) {
+            decision = d;
+        }
+    }
     let (status, msg, extra) = match decision {
         Decision::Allow { who } => {
             debug!(
@@ -118,6 +132,7 @@ fn target<'h>(head: &Head<'h>, reserved: bool) -> Option<Target<'h>> {
             resource: Cow::Borrowed(p),
             link_path: p,
             action,
+            or_send: false,
         })
     };
     let on_ids = |resource: Cow<'h, str>| {
@@ -125,6 +140,7 @@ fn target<'h>(head: &Head<'h>, reserved: bool) -> Option<Target<'h>> {
             resource,
             link_path: p,
             action: Actions::SEND,
+            or_send: false,
         })
     };
     let (get, send) = match head.method {
@@ -151,6 +167,18 @@ fn target<'h>(head: &Head<'h>, reserved: bool) -> Option<Target<'h>> {
             resource: Cow::Borrowed(base),
             link_path: base,
             action,
+            or_send: false,
+        });
+    }
+    if let Some(path) = p
+        .strip_prefix("/status")
+        .filter(|r| get && r.starts_with('/'))
+    {
+        return Some(Target {
+            resource: Cow::Borrowed(path),
+            link_path: path,
+            action: Actions::RECEIVE,
+            or_send: true,
         });
     }
     if head.upgrade_websocket && get && !reserved {
@@ -235,6 +263,9 @@ mod tests {
         );
         is("POST /events/t HTTP/1.1", "/events/t", "/events/t", "send");
         is("GET /metrics HTTP/1.1", "/metrics", "/metrics", "receive");
+        // A pipe's status: its path, by anyone who may receive (or send).
+        is("GET /status/a/b HTTP/1.1", "/a/b", "/a/b", "receive");
+        assert_eq!(of("GET /qr?t=hi HTTP/1.1"), None);
         is(
             "GET /p HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade",
             "/p",

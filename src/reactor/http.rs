@@ -17,11 +17,11 @@ use log::debug;
 use mio::Token;
 
 use super::Families;
+use crate::help;
 use crate::http::body::{Fed, Purpose, ShortBody};
 use crate::http::{self, Head, Limits};
 use crate::net::access::Access;
 use crate::net::{Ctx, End, Http, State};
-use crate::pages;
 use crate::wire::{Io, Ready};
 
 /// Heads are read in steps of this size (see the module comment).
@@ -92,7 +92,7 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     conn.access = Some(access);
                     if conn.sock.plain_on_tls_port() {
                         // Read as plain text only to say so.
-                        let url = pages::base_url(&head, false, true);
+                        let url = help::origin(&head, false, true);
                         let msg = format!(
                             "This address speaks HTTPS, not plain HTTP: use {url}{}",
                             head.path

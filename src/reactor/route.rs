@@ -14,12 +14,14 @@ use crate::http::request::Method;
 use crate::http::{response, Head};
 use crate::metrics::{self, Gauges};
 use crate::net::{Ctx, State};
+use crate::page;
 use crate::relay::core::Role;
 
 /// Path prefixes that belong to other families and are never pipes.
 /// A prefix covers the path itself and everything below it (`/signal`,
 /// `/signal/abc`), not its look-alikes (`/signals`).
-pub const RESERVED_PREFIXES: &[&str] = &["/s", "/reserve", "/signal", "/events", "/sockjs"];
+pub const RESERVED_PREFIXES: &[&str] =
+    &["/s", "/reserve", "/signal", "/events", "/sockjs", "/status"];
 
 /// Exact paths answered by the relay itself.
 pub const RESERVED_PATHS: &[&str] = &[
@@ -31,6 +33,7 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/robots.txt",
     "/favicon.ico",
     "/noscript",
+    "/qr",
 ];
 
 /// Whether `path` can never be a pipe.
@@ -193,8 +196,25 @@ impl Families {
             return ctx.respond_405(token, minor, allow, &msg, keep);
         }
         let text = "text/plain; charset=utf-8";
+        let html = "text/html; charset=utf-8";
+        let mut extra = String::from("Cache-Control: no-store\r\n");
         let (status, ctype, body): (u16, &str, Vec<u8>) = match head.path {
-            "/" | "/help" => (200, text, help_text(ctx, &head, token).into_bytes()),
+            // A browser gets the page, every other client the text help.
+            "/" if page::wants_html(&head) => {
+                let Ok(nonce) = crate::ids::new_token() else {
+                    let msg = "No randomness for the page's nonce; try again.";
+                    return ctx.respond_error(token, minor, 503, msg, keep);
+                };
+                let p = page::index(&nonce);
+                extra = format!("Vary: Accept\r\n{}", p.headers);
+                (200, html, p.body.into_bytes())
+            }
+            "/" | "/help" => {
+                if head.path == "/" {
+                    extra.push_str("Vary: Accept\r\n");
+                }
+                (200, text, help_text(ctx, &head, token).into_bytes())
+            }
             "/version" => (
                 200,
                 text,
@@ -203,16 +223,34 @@ impl Families {
             "/healthz" => (200, text, b"ok\n".to_vec()),
             "/robots.txt" => (200, text, b"User-agent: *\nDisallow: /\n".to_vec()),
             "/favicon.ico" => (204, text, Vec::new()),
-            "/noscript" => (
-                200,
-                "text/html; charset=utf-8",
-                crate::pages::noscript(&head, ctx.config.trust_proxy, ctx.is_tls(token))
-                    .into_bytes(),
-            ),
+            "/noscript" => {
+                let (Ok(nonce), Ok(fresh)) = (crate::ids::new_token(), crate::ids::new_id(16))
+                else {
+                    let msg = "No randomness for the page; try again.";
+                    return ctx.respond_error(token, minor, 503, msg, keep);
+                };
+                let tls = ctx.is_tls(token);
+                let p = page::noscript(&head, ctx.config.trust_proxy, tls, &nonce, &fresh);
+                extra = p.headers;
+                (200, html, p.body.into_bytes())
+            }
+            "/qr" => match page::qr_svg(&head) {
+                Ok(svg) => {
+                    extra = page::QR_HEADERS.to_string();
+                    (200, "image/svg+xml", svg.into_bytes())
+                }
+                Err(msg) => return ctx.respond_error(token, minor, 400, msg, keep),
+            },
             "/metrics" => (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics::render(&ctx.metrics, &self.gauges(ctx, token)).into_bytes(),
+            ),
+            // The pipe's key is its path: `/status/a/b` reports `/a/b`.
+            p if p.starts_with("/status/") => (
+                200,
+                "application/json",
+                self.relay.status_json(&p["/status".len()..]).into_bytes(),
             ),
             p if !allowed(ctx, p).contains("GET") => {
                 let allow = allowed(ctx, p);
@@ -234,7 +272,7 @@ impl Families {
                 minor,
                 status,
                 content_type: ctype,
-                extra: "Cache-Control: no-store\r\n",
+                extra: &extra,
                 body: &body,
                 keep_alive: keep,
                 head_only,
@@ -358,10 +396,13 @@ mod tests {
             "/events/t",
             "/sockjs/echo/info",
             "/reserve",
+            "/status/x",
         ] {
             assert!(is_reserved(p), "{p}");
         }
-        for p in ["/x", "/helpme", "/signals", "/eventsx", "/a/s/b", "/ss"] {
+        for p in [
+            "/x", "/helpme", "/signals", "/eventsx", "/a/s/b", "/ss", "/statusx",
+        ] {
             assert!(!is_reserved(p), "{p}");
         }
     }

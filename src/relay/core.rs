@@ -1627,10 +1627,103 @@ impl Table {
             .find_map(|(k, pp)| pp.role_of(t).map(|r| (PipeId(k), r)))
     }
 
+    /// What the relay knows of the pipe on `key`, for `GET /status/<path>`:
+    /// a read of the table, nothing is kept for it.
+    pub fn status(&self, key: &str) -> Option<PipeStatus> {
+        let pipe = &self.pipes[self.paths.get(key)?.0];
+        let mut st = PipeStatus {
+            state: "waiting",
+            n: pipe.n,
+            receivers: 0,
+            sender: false,
+            length: None,
+            read: 0,
+            delivered: 0,
+            content_type: None,
+            disposition: None,
+            form: false,
+        };
+        let text = |v: &Option<Vec<u8>>| {
+            v.as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        match &pipe.phase {
+            Phase::Waiting(w) => {
+                st.receivers = w.receivers.len();
+                if let Some(s) = &w.sender {
+                    st.sender = true;
+                    st.form = s.upload.multipart.is_some();
+                    st.length = match s.upload.framing {
+                        BodyFraming::Length(l) if !st.form => Some(l),
+                        BodyFraming::None => Some(0),
+                        _ => None,
+                    };
+                    st.content_type = text(&s.upload.content_type);
+                    st.disposition = text(&s.upload.content_disposition);
+                }
+            }
+            Phase::Streaming(flow, dec) => {
+                st.state = "streaming";
+                st.sender = flow.sender.is_some();
+                st.form = dec.has_multipart();
+                st.length = dec.payload_length();
+                st.content_type = text(&dec.content_type);
+                st.disposition = text(&dec.content_disposition);
+                flow_status(flow, &mut st);
+            }
+            Phase::Finishing(flow) => {
+                st.state = "finishing";
+                flow_status(flow, &mut st);
+                st.length = Some(st.read);
+            }
+            Phase::Moving => return None,
+        }
+        Some(st)
+    }
+
     /// Whether a pipe is registered under `key` (for tests).
     pub fn has_path(&self, key: &str) -> bool {
         self.paths.contains_key(key)
     }
+}
+
+/// A moving pipe's counts: receivers being served, bytes read, and the
+/// bytes the slowest of them has been given.
+fn flow_status(flow: &Flow, st: &mut PipeStatus) {
+    st.receivers = flow.receivers.len();
+    st.read = flow.buf.end_offset();
+    st.delivered = flow
+        .receivers
+        .iter()
+        .map(|r| r.cursor)
+        .min()
+        .unwrap_or(st.read);
+}
+
+/// A pipe as `GET /status/<path>` reports it (docs/protocol.md, "Status").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipeStatus {
+    /// `waiting`, `streaming` or `finishing`.
+    pub state: &'static str,
+    /// Receivers the pipe waits for (`?n=`).
+    pub n: usize,
+    /// Receivers connected (waiting) or still being served (moving).
+    pub receivers: usize,
+    /// Whether the sender is connected.
+    pub sender: bool,
+    /// The body's length when the sender declared one (not for a form).
+    pub length: Option<u64>,
+    /// Body bytes taken from the sender.
+    pub read: u64,
+    /// Body bytes the slowest receiver still being served has been given
+    /// (accepted by its kernel); `read` when none is left.
+    pub delivered: u64,
+    /// The sender's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The sender's `Content-Disposition`.
+    pub disposition: Option<String>,
+    /// The body is a form: the receiver gets its first part.
+    pub form: bool,
 }
 
 /// Refuse a request that never became a party.

@@ -15,7 +15,7 @@ use super::{upload, CtxEnv, Relay};
 use crate::http::request::BodyFraming;
 use crate::http::{response, Head};
 use crate::net::Ctx;
-use crate::{hooks, ids, json, pages};
+use crate::{help, hooks, ids, json};
 
 impl Relay {
     /// `POST /` or `PUT /`: open an ephemeral socket.
@@ -29,7 +29,7 @@ impl Relay {
         };
         let url = format!(
             "{}/s/{id}",
-            pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t))
+            help::origin(&head, ctx.config.trust_proxy, ctx.is_tls(t))
         );
         let req = Request {
             token: t,
@@ -83,7 +83,7 @@ impl Relay {
         let now = ctx.now;
         self.table.reserve(&mut CtxEnv { ctx }, now, id.clone());
         ctx.hooks.reserved(&id, ttl);
-        let base = pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t));
+        let base = help::origin(&head, ctx.config.trust_proxy, ctx.is_tls(t));
         let body = format!(
             "{{\"id\": {}, \"upload\": {}, \"download\": {}, \"expires_in\": {}}}\n",
             json::string(&id),
@@ -114,7 +114,7 @@ impl Relay {
         };
         let url = format!(
             "{}/s/{id}",
-            pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t))
+            help::origin(&head, ctx.config.trust_proxy, ctx.is_tls(t))
         );
         let req = Request {
             token: t,

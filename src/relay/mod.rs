@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::net::{Ctx, State, Timer};
 use crate::timer::Handle;
 
-pub use self::core::RelayGauges;
+pub use self::core::{PipeStatus, RelayGauges};
 
 /// The relay family: the pairing table, lent the loop's connections.
 #[derive(Debug)]
@@ -115,6 +115,34 @@ impl Relay {
     /// Gauges for `/metrics`.
     pub fn gauges(&self) -> RelayGauges {
         self.table.gauges()
+    }
+
+    /// `GET /status/<path>`: what the table knows of pipe `key`, as one
+    /// JSON object (docs/protocol.md, "Status of a path").
+    pub fn status_json(&self, key: &str) -> String {
+        use crate::json::string;
+        use std::fmt::Write as _;
+        let Some(st) = self.table.status(key) else {
+            return format!("{{\"path\":{},\"state\":\"none\"}}\n", string(key));
+        };
+        let opt = |v: &Option<String>| v.as_deref().map_or("null".to_string(), string);
+        let mut out = String::with_capacity(256);
+        let _ = writeln!(
+            out,
+            "{{\"path\":{},\"state\":\"{}\",\"n\":{},\"receivers\":{},\"sender\":{},\"length\":{},\"read\":{},\"delivered\":{},\"type\":{},\"disposition\":{},\"form\":{}}}",
+            string(key),
+            st.state,
+            st.n,
+            st.receivers,
+            st.sender,
+            st.length.map_or("null".to_string(), |l| l.to_string()),
+            st.read,
+            st.delivered,
+            opt(&st.content_type),
+            opt(&st.disposition),
+            st.form,
+        );
+        out
     }
 
     /// Pipes moving bytes.

@@ -263,8 +263,10 @@ pub struct Decoding {
     /// Decoded body bytes so far (counted against `max_upload_bytes`).
     body_bytes: u64,
     framing: BodyFraming,
-    content_type: Option<Vec<u8>>,
-    content_disposition: Option<Vec<u8>>,
+    /// The sender's `Content-Type`.
+    pub content_type: Option<Vec<u8>>,
+    /// The sender's `Content-Disposition`.
+    pub content_disposition: Option<Vec<u8>>,
     x_piping: Vec<Vec<u8>>,
 }
 
@@ -272,6 +274,15 @@ impl Decoding {
     /// Whether the body is a form (heads wait for its part's headers).
     pub fn has_multipart(&self) -> bool {
         self.multipart.is_some()
+    }
+
+    /// The payload's length, when the sender declared it (not a form).
+    pub fn payload_length(&self) -> Option<u64> {
+        match (self.framing, &self.multipart) {
+            (BodyFraming::Length(l), None) => Some(l),
+            (BodyFraming::None, None) => Some(0),
+            _ => None,
+        }
     }
 }
 
@@ -366,11 +377,7 @@ pub fn write_heads(env: &mut dyn Env, flow: &mut Flow, dec: &Decoding) {
         extra.extend_from_slice(x);
         extra.extend_from_slice(b"\r\n");
     }
-    let length = match (dec.framing, &dec.multipart) {
-        (BodyFraming::Length(l), None) => Some(l),
-        (BodyFraming::None, None) => Some(0),
-        _ => None,
-    };
+    let length = dec.payload_length();
     let mut common = String::new();
     common.push_str(response::EXPOSE_HEADERS);
     common.push_str(response::NO_BUFFERING);

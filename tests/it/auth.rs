@@ -215,6 +215,16 @@ fn public_pages_stay_public() {
         Some("authorization")
     );
     assert_eq!(get(r.addr, "/sockjs/chat/info").status, 200);
+    assert_eq!(get(r.addr, "/qr?t=hello").status, 200);
+    // A pipe's status is for those who may send or receive on it.
+    assert_401(&ask(r.addr, "GET", "/status/team/a", "", b""));
+    assert_eq!(
+        ask(r.addr, "GET", "/status/team/a", &ann(), b"").status,
+        200
+    );
+    let ci = bearer(CI);
+    assert_eq!(ask(r.addr, "GET", "/status/team/a", &ci, b"").status, 200);
+    assert_403(&ask(r.addr, "GET", "/status/team/locked", &ci, b""));
     // …while the same relay guards its transfers.
     assert_401(&ask(r.addr, "GET", "/team/a", "", b""));
     assert_401(&ask(

@@ -14,6 +14,9 @@
 //! test prints a notice to stderr and passes, so `cargo test` works on a
 //! machine with only Rust; with `WEIR_BROWSER_TESTS=1` (CI) it fails.
 //!
+//! The page tests (`page-*.mjs`) load weir's own page from the relay
+//! instead, and use curl as the other party (`lib/weirpage.mjs`).
+//!
 //! To add a browser test: a page in `tests/browser/pages/`, a script that
 //! calls `runBrowserTest` with it, and a `#[test]` here calling
 //! [`run_script`] with the script and the npm files it needs.
@@ -209,4 +212,21 @@ fn eventsource_signal_and_topics() {
 #[test]
 fn sockjs_client_transports() {
     run_script("sockjs.mjs", &["sockjs-client/dist/sockjs.min.js"]);
+}
+
+/// weir's own page on `/` sending to curl: a 20 MB file (SHA-256), a text,
+/// a cancel the receiver sees as a cut; the bar reaches 100 % only when
+/// the page says done; no console error, no CSP violation; screenshots of
+/// `/` and of a transfer in progress in `target/screenshots/`.
+#[test]
+fn page_sends_to_curl() {
+    run_script("page-send.mjs", &[]);
+}
+
+/// weir's own page receiving from curl (a file under its sent name, a text
+/// shown inline), and `/noscript` with JavaScript off sending a file and a
+/// text; screenshots of `/noscript`.
+#[test]
+fn page_receives_from_curl_and_noscript_sends() {
+    run_script("page-receive.mjs", &[]);
 }

@@ -21,8 +21,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 0),
     // Sans-io edges.
     ("http", 1),
-    ("pages", 1),
     ("help", 1),
+    ("page", 1),
     ("ring", 1),
     ("timer", 1),
     ("wire", 1),

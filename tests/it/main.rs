@@ -21,6 +21,7 @@ mod layers;
 mod limits;
 mod logs;
 mod migrating;
+mod page;
 mod pipes;
 mod proxy;
 mod signals;
