@@ -12,6 +12,7 @@ mod browser;
 mod clients;
 mod ephemeral;
 mod exhaustion;
+mod fleet;
 mod footprint;
 mod hostile;
 mod layers;

@@ -28,10 +28,13 @@ pub fn ws_try_connect(addr: SocketAddr, path: &str) -> (TcpStream, u16) {
     let head = String::from_utf8(read_until(&mut s, b"\r\n\r\n")).unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     if status == 101 {
-        assert!(
-            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
-            "{head}"
-        );
+        // Header names in any case: HAProxy passes them on in lower case.
+        let accept = head.split("\r\n").find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("sec-websocket-accept")
+                .then(|| v.trim())
+        });
+        assert_eq!(accept, Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
     }
     (s, status)
 }
