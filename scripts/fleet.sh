@@ -5,7 +5,8 @@
 # and for tests/it/fleet.rs.
 #
 #   scripts/fleet.sh start [-n N] [--proxy haproxy|nginx] [--dir DIR] [--weir BIN] [-- WEIR_FLAGS...]
-#       Starts weir --instance w1 .. wN (default 3) and the balancer; prints
+#       Starts weir --instance w1 .. wN (default 3; with --sender-progress
+#       held, then WEIR_FLAGS) and the balancer; prints
 #       one line per process ("weir w1 PID ADDR", "haproxy PID ADDR",
 #       "stats URL" with HAProxy) and keeps them in DIR/fleet.txt. DIR is a
 #       new temp dir unless given. Nothing is left running if a step fails.
@@ -189,8 +190,10 @@ start() {
   [ ! -s "$dir/fleet.txt" ] || die "$dir/fleet.txt lists a fleet; stop it first"
   : > "$dir/fleet.txt"
   echo "$weir" > "$dir/weir.bin"
-  printf '%s\n' "$@" > "$dir/weir.args"
-  [ $# -gt 0 ] || : > "$dir/weir.args"
+  # Held sender responses: through HAProxy, an upload whose response starts
+  # before its body ends (curl -T asks Expect: 100-continue) stalls near its
+  # end (docs/scale-out.md). Flags given after -- come later and win.
+  printf '%s\n' --sender-progress held "$@" > "$dir/weir.args"
   # A failed step (die exits) stops what was started.
   trap 'stop "$dir" >/dev/null 2>&1 || true' EXIT
   local members=() i addr

@@ -16,7 +16,9 @@
 //! - `process_dies_and_returns`: a process killed (SIGKILL) while 30
 //!   transfers stream cuts exactly its own, visibly to their receivers
 //!   (short bodies), the others complete, new transfers succeed on the
-//!   two left; restarted on its address, it takes traffic again.
+//!   two left; restarted on its address, it takes traffic again;
+//! - `curl_upload_with_expect`: 32 MB from `curl -T` (which asks
+//!   `Expect: 100-continue`) to `curl`, through the balancer.
 //!
 //! When the balancer is missing a test prints a notice and passes; with
 //! `WEIR_FLEET_TESTS=1` (CI, which installs both) it fails instead.
@@ -33,7 +35,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::support::{
-    http::*, net::*, payload::*, pipe::Recorded, relay::metrics, seed::*, sse::*, ws::*, DEADLINE,
+    curl::*, fs::TempFile, http::*, net::*, payload::*, pipe::Recorded, relay::metrics, seed::*,
+    sse::*, ws::*, DEADLINE,
 };
 use weir::websocket::codec::OpCode;
 
@@ -783,4 +786,57 @@ fn haproxy_a_dying_process_cuts_only_its_own_transfers_and_returns() {
 #[test]
 fn nginx_a_dying_process_cuts_only_its_own_transfers_and_returns() {
     process_dies_and_returns(Balancer::Nginx);
+}
+
+// --- curl -T, which asks Expect: 100-continue -----------------------------------
+
+/// `curl -T` (which sends `Expect: 100-continue`) uploads 32 MB through the
+/// balancer to a `curl` downloading it, the receiver first. The fleet runs
+/// weir with `--sender-progress held` (scripts/fleet.sh): with live
+/// progress HAProxy stalls such an upload near its end (docs/scale-out.md).
+fn curl_upload_with_expect(balancer: Balancer) {
+    if !balancer.available("curl upload") {
+        return;
+    }
+    let fleet = Fleet::start(balancer);
+    let body = pattern(32 << 20, 77);
+    let file = TempFile::new("fleet-upload", &body);
+    let out = TempFile::new("fleet-download", b"");
+    let url = format!("http://{}/curl/upload", fleet.addr);
+    let receiver = Curl::spawn(&["-sS", "-o", out.path_str(), &url]);
+    let w = fleet.metric("weir_pipes{state=\"waiting\"}");
+    let deadline = Instant::now() + DEADLINE;
+    while fleet
+        .metric("weir_pipes{state=\"waiting\"}")
+        .iter()
+        .sum::<f64>()
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver never waited: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, said, err) = curl(&["-sS", "-T", file.path_str(), &url]);
+    let said = String::from_utf8_lossy(&said).into_owned();
+    assert!(status.success(), "sender: {status} {err} {said}");
+    assert!(
+        said.contains("Sent successfully! (33554432 bytes)"),
+        "{said}"
+    );
+    let (status, _, err) = receiver.finish();
+    assert!(status.success(), "receiver: {status} {err}");
+    let got = std::fs::read(&out.path).unwrap();
+    assert_eq!(sha256(&got), sha256(&body), "{} bytes", got.len());
+}
+
+#[test]
+fn haproxy_curl_upload_with_expect_completes() {
+    curl_upload_with_expect(Balancer::Haproxy);
+}
+
+#[test]
+fn nginx_curl_upload_with_expect_completes() {
+    curl_upload_with_expect(Balancer::Nginx);
 }
