@@ -24,4 +24,5 @@ mod sim;
 mod soak;
 mod sockjs;
 mod sse;
+mod tls;
 mod ws;
