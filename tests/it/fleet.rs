@@ -16,7 +16,8 @@
 //! - `process_dies_and_returns`: a process killed (SIGKILL) while 30
 //!   transfers stream cuts exactly its own, visibly to their receivers
 //!   (short bodies), the others complete, new transfers succeed on the
-//!   two left; restarted on its address, it takes traffic again;
+//!   two left, an ID it made is answered as gone (HAProxy: `404` with a
+//!   line; nginx: `502`); restarted on its address, it takes traffic again;
 //! - `curl_upload_with_expect`: 32 MB from `curl -T` (which asks
 //!   `Expect: 100-continue`) to `curl`, through the balancer.
 //!
@@ -709,6 +710,25 @@ fn process_dies_and_returns(balancer: Balancer) {
     let on_w2 = streaming[1] as usize;
     assert!(on_w2 > 0, "no transfer on w2: {streaming:?} (seed {seed})");
 
+    // An ephemeral socket that w2 made, waiting for its receiver (`POST /`
+    // lands on a random process: try until w2 makes one).
+    let mut w2_socket = None;
+    for _ in 0..60 {
+        let mut s = connect(lb);
+        s.write_all(
+            b"POST / HTTP/1.1\r\nHost: fleet\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .unwrap();
+        let mut sender = Recorded::new(s);
+        sender.wait_for("Ephemeral socket open with ID ");
+        let id = sender.wait_for("\n").trim().to_string();
+        if instance_of(&id) == "w2" {
+            w2_socket = Some((id, sender));
+            break;
+        }
+    }
+    let (w2_id, w2_sender) = w2_socket.expect("w2 made none of 60 IDs");
+
     fleet.kill(1);
     for g in &go {
         let _ = g.send(());
@@ -734,6 +754,22 @@ fn process_dies_and_returns(balancer: Balancer) {
     // New transfers succeed on the two left, once the balancer knows
     // (HAProxy: its health checks; nginx: the first refused connection).
     fleet.wait_health(1, false);
+    drop(w2_sender);
+
+    // Its ID is gone with it, and the balancer says so.
+    let r = get(lb, &format!("/s/{w2_id}"));
+    match balancer {
+        Balancer::Haproxy => {
+            assert_eq!(r.status, 404, "{}", r.text());
+            assert!(
+                r.text()
+                    .starts_with("[ERROR] The relay process w2 that made this ID is down"),
+                "{}",
+                r.text()
+            );
+        }
+        Balancer::Nginx => assert_eq!(r.status, 502, "{}", r.text()),
+    }
     let survivors = |f: &Fleet| {
         let c = f.completed();
         c[0] + c[2]
