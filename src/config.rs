@@ -95,6 +95,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Characters in a server-assigned ID (default 12 = 72 random bits).
     pub id_length: usize,
+    /// This process's name in a fleet behind a load balancer (default
+    /// none). Every ID the server makes for a URL (`POST /`, `GET /reserve`,
+    /// `GET /signal`) starts with `NAME-`, so the balancer can send later
+    /// requests for it to this process (docs/scale-out.md).
+    pub instance: Option<String>,
     /// Enable `GET /reserve` and `POST /reserve/<id>` (default off).
     pub reservations: bool,
     /// When set, `GET /reserve` needs a `Referer` or `Origin` matching it.
@@ -173,6 +178,7 @@ impl Default for Config {
             linger: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             id_length: 12,
+            instance: None,
             reservations: false,
             required_referer: None,
             trust_proxy: false,
@@ -253,6 +259,13 @@ impl Config {
         if self.id_length < 8 || self.id_length > 64 {
             return err("--id-length must be between 8 and 64");
         }
+        if let Some(name) = &self.instance {
+            if !crate::ids::valid_instance(name) {
+                return err(
+                    "--instance must be 1 to 32 characters of A-Z a-z 0-9 _ (no '-': it ends the prefix)",
+                );
+            }
+        }
         if let Some(r) = &self.required_referer {
             if !(r.starts_with("http://") || r.starts_with("https://")) {
                 return err("--required-referer must be an http:// or https:// URL");
@@ -321,6 +334,9 @@ mod tests {
             |c| c.max_receivers = 0,
             |c| c.max_target_bytes = c.max_head_bytes + 1,
             |c| c.ttl = Duration::ZERO,
+            |c| c.instance = Some(String::new()),
+            |c| c.instance = Some("w-1".into()),
+            |c| c.instance = Some("a".repeat(33)),
         ];
         for (i, f) in cases.into_iter().enumerate() {
             let mut c = Config::default();

@@ -26,6 +26,27 @@ pub fn new_id(len: usize) -> Result<String, rand_core::OsError> {
         .collect())
 }
 
+/// Longest `--instance` name.
+pub const MAX_INSTANCE: usize = 32;
+
+/// Whether `name` may be an instance name: 1 to [`MAX_INSTANCE`] characters
+/// of `A-Z a-z 0-9 _`. `-` is left out because it ends the prefix: a
+/// balancer takes an ID's instance to be everything before its first `-`.
+pub fn valid_instance(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_INSTANCE
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `random` as an ID of this process: `NAME-random` in a fleet (so the
+/// balancer can route by the prefix), `random` alone otherwise.
+pub fn with_instance(instance: Option<&str>, random: String) -> String {
+    match instance {
+        Some(name) => format!("{name}-{random}"),
+        None => random,
+    }
+}
+
 /// A fresh secret token: 128 random bits as 32 lowercase hex digits.
 pub fn new_token() -> Result<String, rand_core::OsError> {
     let mut raw = [0u8; 16];
@@ -55,6 +76,18 @@ mod tests {
             assert!(id.bytes().all(|b| ALPHABET.contains(&b)), "{id}");
             assert!(seen.insert(id));
         }
+    }
+
+    #[test]
+    fn instance_names_and_prefixes() {
+        for ok in ["w1", "A", "node_07", &"x".repeat(MAX_INSTANCE)] {
+            assert!(valid_instance(ok), "{ok}");
+        }
+        for bad in ["", "w-1", "a.b", "é", " w1", &"x".repeat(MAX_INSTANCE + 1)] {
+            assert!(!valid_instance(bad), "{bad}");
+        }
+        assert_eq!(with_instance(Some("w2"), "abc".into()), "w2-abc");
+        assert_eq!(with_instance(None, "abc".into()), "abc");
     }
 
     #[test]

@@ -231,6 +231,16 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "instance",
+        value: "NAME",
+        help: "this process's name in a fleet: server-made IDs start with NAME- (docs/scale-out.md)",
+        default: |c| c.instance.clone().unwrap_or_else(|| "none".into()),
+        set: |c, v| {
+            c.instance = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
         name: "reservations",
         value: "",
         help: "enable GET /reserve and POST /reserve/<id>",
@@ -860,6 +870,10 @@ mod tests {
         .unwrap();
         assert!(c.reservations);
         assert!(!c.trust_proxy);
+        let c = run(&[], &[("WEIR_INSTANCE", "w2")]).unwrap();
+        assert_eq!(c.instance.as_deref(), Some("w2"));
+        let c = run(&["--instance", "w1"], &[("WEIR_INSTANCE", "w2")]).unwrap();
+        assert_eq!(c.instance.as_deref(), Some("w1"));
     }
 
     #[test]

@@ -87,6 +87,9 @@ impl Events {
         else {
             return ctx.respond_no_id(token, head.minor);
         };
+        // The swarm's ID is in its URLs: a fleet's balancer routes it by
+        // the instance prefix. cids and tokens travel in bodies only.
+        let id = ids::with_instance(ctx.config.instance.as_deref(), id);
         self.swarms.insert(
             id.clone(),
             Swarm {

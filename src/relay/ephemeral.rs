@@ -131,10 +131,12 @@ impl Relay {
     }
 
     /// A fresh ID no live socket uses (a clash at 72 bits is all but
-    /// impossible; the loop makes it certain).
+    /// impossible; the loop makes it certain), with this process's
+    /// `--instance` prefix when it has one.
     fn fresh_id(&self, ctx: &Ctx) -> Option<String> {
         for _ in 0..4 {
-            let id = ids::new_id(ctx.config.id_length).ok()?;
+            let random = ids::new_id(ctx.config.id_length).ok()?;
+            let id = ids::with_instance(ctx.config.instance.as_deref(), random);
             if !self.table.taken(&format!("/s/{id}")) {
                 return Some(id);
             }

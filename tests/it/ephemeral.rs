@@ -408,3 +408,36 @@ fn the_embed_example_rewords_and_observes() {
     assert_eq!(log.last(), Some(&format!("end {id} {}", 3 << 20)));
     relay.assert_idle();
 }
+
+/// `--instance w7`: every ID the relay makes for a URL starts with `w7-`
+/// (a fleet's balancer routes it by that prefix, docs/scale-out.md), and
+/// the prefixed IDs work as any other.
+#[test]
+fn instance_prefixes_every_server_made_id() {
+    let relay = Relay::with(|c| {
+        c.reservations = true;
+        c.instance = Some("w7".into());
+    });
+    let (mut s, id, url) = open(&relay, 4);
+    assert!(id.starts_with("w7-") && id.len() == 3 + 12, "{id}");
+    assert!(url.ends_with(&format!("/s/{id}")), "{url}");
+    let mut recv = start_receiver(relay.addr, &format!("/s/{id}"));
+    s.write_all(b"data").unwrap();
+    assert_eq!(parse_response(&read_to_end(&mut recv)).body, b"data");
+    read_to_end(&mut s);
+
+    let body = get(relay.addr, "/reserve").text();
+    let id = body.split('"').nth(3).unwrap().to_string();
+    assert!(id.starts_with("w7-"), "{body}");
+    assert!(body.contains(&format!("/reserve/{id}\"")), "{body}");
+
+    let mut swarm = crate::support::sse::SseClient::open(relay.addr, "/signal");
+    let ev = swarm.next_event().expect("connect");
+    assert!(ev.data.starts_with("{\"id\":\"w7-"), "{}", ev.data);
+    let swarm_id = ev.data.split('"').nth(3).unwrap().to_string();
+    let mut peer = crate::support::sse::SseClient::open(relay.addr, &format!("/signal/{swarm_id}"));
+    assert_eq!(peer.status, 200);
+    assert_eq!(peer.next_event().unwrap().event.as_deref(), Some("connect"));
+    drop((swarm, peer));
+    relay.wait_metric("weir_swarms", 0.0);
+}

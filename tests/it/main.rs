@@ -14,6 +14,7 @@ mod clients;
 mod deploy;
 mod ephemeral;
 mod exhaustion;
+mod fleet;
 mod footprint;
 mod help;
 mod hostile;
