@@ -527,6 +527,33 @@ fn families(balancer: Balancer) {
         assert!(done.text().contains("Upload complete."), "{}", done.text());
     }
 
+    // /status/<path> (what the browser page polls) reaches the process
+    // that holds <path>: a parked receiver is seen through the balancer.
+    // (Hashed on its own path, each probe would find the right process
+    // one time in three.)
+    for _ in 0..6 {
+        let path = format!("/st-{}", name(&mut rng, 10));
+        let receiver = start_receiver(lb, &path);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let st = get(lb, &format!("/status{path}")).text();
+            if st.contains("\"receivers\":1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/status{path} through the balancer never saw the receiver: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let body = pattern(1000, rng.next_u64());
+        let mut s = connect(lb);
+        s.write_all(put_head(&path, body.len()).as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        assert_eq!(receive(receiver, &sha256(&body), &path), Got::Complete);
+        read_to_end(&mut s);
+    }
+
     // A swarm of three: the initiator and two peers that join by its ID.
     let mut init = SseClient::open(lb, "/signal");
     assert_eq!(init.status, 200);
