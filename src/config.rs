@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// When a pipe sender's response (its `200` head and progress lines) is
@@ -143,6 +144,15 @@ pub struct Config {
     /// echoed or parsed); past it the client gets the protocol's "too big"
     /// answer (default 32 MiB).
     pub message_budget: usize,
+    /// Addresses that speak TLS (feature `tls`); empty with a certificate
+    /// means `127.0.0.1:8443`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM file with the certificate chain, leaf first (feature `tls`).
+    /// Read at start and again on `SIGHUP`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA
+    /// or Ed25519).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -179,6 +189,9 @@ impl Default for Config {
             sockjs_response_limit: 128 * 1024,
             sender_progress: SenderProgress::Auto,
             message_budget: 32 << 20,
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -195,7 +208,21 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Where TLS listens when a certificate is given and no `--tls-listen`.
+pub const DEFAULT_TLS_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8443);
+
 impl Config {
+    /// The TLS addresses to bind: none without a certificate.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        if self.tls_cert.is_none() {
+            return Vec::new();
+        }
+        if self.tls_listen.is_empty() {
+            return vec![SocketAddr::from(DEFAULT_TLS_LISTEN)];
+        }
+        self.tls_listen.clone()
+    }
+
     /// Check that the values can work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: &str| Err(ConfigError(s.to_string()));
@@ -242,6 +269,26 @@ impl Config {
         }
         if self.ttl.is_zero() || self.head_timeout.is_zero() {
             return err("--ttl and --head-timeout must be positive");
+        }
+        let tls_asked =
+            self.tls_cert.is_some() || self.tls_key.is_some() || !self.tls_listen.is_empty();
+        if tls_asked && !cfg!(feature = "tls") {
+            return err("this weir was built without TLS; build it with `cargo build --release --features tls`");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return err("--tls-cert and --tls-key go together: give both PEM files");
+        }
+        if !self.tls_listen.is_empty() && self.tls_cert.is_none() {
+            return err("--tls-listen needs --tls-cert and --tls-key");
+        }
+        if let Some(a) = self
+            .tls_addrs()
+            .iter()
+            .find(|a| a.port() != 0 && self.listen.contains(a))
+        {
+            return Err(ConfigError(format!(
+                "{a} is given to both --listen and --tls-listen; one address speaks one protocol"
+            )));
         }
         Ok(())
     }

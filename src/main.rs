@@ -63,6 +63,39 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "tls-listen",
+        value: "ADDR",
+        help: "address that speaks HTTPS (feature tls); repeat for several",
+        default: |_| "127.0.0.1:8443 when --tls-cert is given".to_string(),
+        set: |c, v| {
+            let a: SocketAddr = v
+                .parse()
+                .map_err(|_| format!("'{v}' is not an address like 127.0.0.1:8443"))?;
+            c.tls_listen.push(a);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "tls-cert",
+        value: "PEM",
+        help: "certificate chain, leaf first; reread on SIGHUP (feature tls)",
+        default: |_| "none".to_string(),
+        set: |c, v| {
+            c.tls_cert = Some(v.into());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "tls-key",
+        value: "PEM",
+        help: "private key (RSA, ECDSA or Ed25519); reread on SIGHUP (feature tls)",
+        default: |_| "none".to_string(),
+        set: |c, v| {
+            c.tls_key = Some(v.into());
+            Ok(())
+        },
+    },
+    Flag {
         name: "ttl",
         value: "SECS",
         help: "how long a sender or receiver may wait for its peer",

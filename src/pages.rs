@@ -2,12 +2,13 @@
 
 use crate::http::Head;
 
-/// The base URL clients used to reach us: from `Host`, or with
-/// `trust_proxy` from `X-Forwarded-Proto` and `X-Forwarded-Host`. A host
+/// The base URL clients used to reach us: from `Host` (`https` when the
+/// request came over TLS), or with `trust_proxy` from `X-Forwarded-Proto`
+/// and `X-Forwarded-Host`. A host
 /// with characters that do not belong in one is replaced, so a client
 /// cannot make the relay print arbitrary text as a URL.
-pub fn base_url(head: &Head<'_>, trust_proxy: bool) -> String {
-    let mut scheme = "http";
+pub fn base_url(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
+    let mut scheme = if tls { "https" } else { "http" };
     let mut host = head.host();
     if trust_proxy {
         if let Some(p) = head.header_str("x-forwarded-proto") {
@@ -34,8 +35,8 @@ pub fn base_url(head: &Head<'_>, trust_proxy: bool) -> String {
 
 /// `/` and `/help`: how to use the relay, with this host's URLs (from
 /// `X-Forwarded-*` with `trust_proxy`, as [`base_url`] says).
-pub fn help(head: &Head<'_>, trust_proxy: bool) -> String {
-    let url = base_url(head, trust_proxy);
+pub fn help(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
+    let url = base_url(head, trust_proxy, tls);
     format!(
         "weir {version}: an ephemeral relay. Bytes stream from a sender to its receivers and are never stored.
 
@@ -59,7 +60,7 @@ Other paths:
 }
 
 /// `/noscript`: a form that sends a file with no JavaScript.
-pub fn noscript(head: &Head<'_>, trust_proxy: bool) -> String {
+pub fn noscript(head: &Head<'_>, trust_proxy: bool, tls: bool) -> String {
     // The path comes from a query parameter the user typed; only a safe
     // character set is kept so it can be placed in the page unescaped.
     let path: String = head
@@ -82,7 +83,7 @@ pub fn noscript(head: &Head<'_>, trust_proxy: bool) -> String {
 <p>The receiver opens the same path, e.g. <code>curl {url}/{shown}</code>.</p>
 </body></html>
 ",
-        url = base_url(head, trust_proxy),
+        url = base_url(head, trust_proxy, tls),
         shown = if path.is_empty() { "mypath" } else { path },
         form = if path.is_empty() {
             String::from("<p>Choose a path first.</p>")

@@ -17,8 +17,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-use mio::net::TcpStream;
-
 use crate::events::sse::EventStream;
 use crate::http::body::ShortBody;
 use crate::relay::core::{PipeId, Role};
@@ -26,7 +24,9 @@ use crate::sockjs::conn::SockJsConn;
 use crate::timer::Handle;
 use crate::websocket::conn::WsConn;
 pub use crate::wire::End;
-use crate::wire::{OutBuf, Readiness, Ready, Stream};
+use crate::wire::{OutBuf, Readiness, Ready};
+
+pub use super::sock::Sock;
 
 /// The phases of a plain HTTP exchange.
 #[derive(Debug)]
@@ -119,8 +119,8 @@ impl Default for State {
 /// One accepted connection.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub sock: TcpStream,
+    /// The socket (plain, or TLS).
+    pub sock: Sock,
     /// The client's address.
     pub peer: SocketAddr,
     /// Kernel edges and current wishes.
@@ -144,7 +144,7 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection, reading its first head.
-    pub fn new(sock: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(sock: Sock, peer: SocketAddr) -> Conn {
         Conn {
             sock,
             peer,
@@ -162,15 +162,19 @@ impl Conn {
         }
     }
 
-    /// Whether control bytes wait to be written.
+    /// Whether control bytes wait to be written (in `out`, or as TLS
+    /// records inside the stream).
     pub fn out_pending(&self) -> bool {
-        self.out.is_pending()
+        self.out.is_pending() || self.sock.has_pending()
     }
 
     /// Write pending control bytes until done or the kernel blocks.
-    /// `Ok(true)` when nothing is left.
+    /// `Ok(true)` when nothing is left, TLS records included.
     pub fn flush_out(&mut self) -> io::Result<bool> {
-        self.out.flush_to(&mut self.sock, &mut self.ready)
+        if !self.out.flush_to(&mut self.sock, &mut self.ready)? {
+            return Ok(false);
+        }
+        self.sock.flush_pending(&mut self.ready)
     }
 
     /// One read into `buf` under the readiness rules.
@@ -187,25 +191,5 @@ impl Conn {
             scratch,
             limit,
         )
-    }
-}
-
-/// The loop's sockets are streams the relay core can splice.
-impl Stream for TcpStream {
-    #[cfg(target_os = "linux")]
-    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        Some(self.as_fd())
-    }
-
-    fn queued(&self) -> u64 {
-        #[cfg(target_os = "linux")]
-        {
-            rustix::io::ioctl_fionread(self).unwrap_or(0)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            0
-        }
     }
 }

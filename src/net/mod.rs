@@ -12,6 +12,9 @@
 //! edge will come for bytes already read).
 
 pub mod conn;
+pub mod sock;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -123,7 +126,12 @@ impl Ctx {
         self.conns.get(t.0).filter(|c| !c.state.is_dead())
     }
 
-    /// A live connection, to change.
+    /// Whether `t` came in over TLS (its URLs are `https`).
+    pub fn is_tls(&self, t: Token) -> bool {
+        self.live(t).is_some_and(|c| c.sock.is_tls())
+    }
+
+    /// The live connection `t`, mutably.
     pub fn live_mut(&mut self, t: Token) -> Option<&mut Conn> {
         self.conns.get_mut(t.0).filter(|c| !c.state.is_dead())
     }
@@ -278,7 +286,7 @@ impl Ctx {
     /// Close `t` with a reset: `SO_LINGER` 0, then [`kill`](Ctx::kill).
     pub fn reset(&mut self, t: Token, why: &str) -> Option<State> {
         if let Some(conn) = self.live(t) {
-            let _ = socket2::SockRef::from(&conn.sock).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(conn.sock.tcp()).set_linger(Some(Duration::ZERO));
         }
         self.kill(t, why)
     }

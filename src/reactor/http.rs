@@ -14,8 +14,6 @@
 //! timer fires (so unread client bytes do not turn into a reset that
 //! destroys the answer in flight), closes at once, or resets.
 
-use std::net::Shutdown;
-
 use log::debug;
 use mio::Token;
 
@@ -23,6 +21,7 @@ use super::Families;
 use crate::http::body::{Fed, Purpose, ShortBody};
 use crate::http::{self, Head, Limits};
 use crate::net::{Ctx, End, Http, State};
+use crate::pages;
 use crate::wire::{Io, Ready};
 
 /// Heads are read in steps of this size (see the module comment).
@@ -86,6 +85,17 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     // Bytes past the head: body, or the next request.
                     let early = buf[len..].to_vec();
                     conn.head_only = head.method == http::Method::Head;
+                    if conn.sock.plain_on_tls_port() {
+                        // Read as plain text only to say so.
+                        let url = pages::base_url(&head, false, true);
+                        let msg = format!(
+                            "This address speaks HTTPS, not plain HTTP: use {url}{}",
+                            head.path
+                        );
+                        ctx.metrics.bad_requests += 1;
+                        ctx.respond_error(t, head.minor, 400, &msg, false);
+                        return;
+                    }
                     ctx.disarm(t);
                     ctx.metrics.requests += 1;
                     debug!(
@@ -305,7 +315,7 @@ fn write_and_end(ctx: &mut Ctx, t: Token) {
                     // Nothing more is expected from the client: close now.
                     // Whatever it did send is read first, so the close is a
                     // FIN, not a reset.
-                    let _ = conn.sock.shutdown(Shutdown::Write);
+                    conn.sock.shutdown_write();
                     let _ = conn.drain_input(scratch, 64 * 1024);
                     ctx.kill(t, "done");
                 }
@@ -342,7 +352,7 @@ fn start_linger(ctx: &mut Ctx, t: Token) {
     let Some(conn) = ctx.live_mut(t) else {
         return;
     };
-    let _ = conn.sock.shutdown(Shutdown::Write);
+    conn.sock.shutdown_write();
     conn.state = State::Http(Http::Lingering { dropped: 0 });
     conn.ready.interest = Ready::READABLE;
     if conn.read_eof {

@@ -33,6 +33,7 @@ use mio::{Events as MioEvents, Interest, Poll, Token, Waker};
 use crate::config::Config;
 use crate::events::Events;
 use crate::hooks::{DefaultHooks, Hooks};
+use crate::net::sock::Sock;
 use crate::net::{Conn, Ctx, Http, State, Timer};
 use crate::relay::Relay;
 use crate::sockjs::SockJs;
@@ -91,10 +92,21 @@ impl StopHandle {
     }
 }
 
+/// One listening socket and what its connections speak.
+struct Listener {
+    sock: TcpListener,
+    addr: SocketAddr,
+    /// Connections accepted here speak TLS.
+    tls: bool,
+}
+
 /// The relay: listeners, connections and families on one thread.
 pub struct Server {
     poll: Poll,
-    listeners: Vec<(TcpListener, SocketAddr)>,
+    listeners: Vec<Listener>,
+    /// The TLS settings new connections start with; replaced on `SIGHUP`.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Ctx,
     fam: Families,
     accept_paused: bool,
@@ -111,15 +123,29 @@ impl Server {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        #[cfg(feature = "tls")]
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::net::tls::load(cert, key)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            _ => None,
+        };
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (i, addr) in config.listen.iter().enumerate() {
-            let mut l = bind_listener(*addr)
+        let plain = config.listen.iter().map(|a| (*a, false));
+        let secure = config.tls_addrs().into_iter().map(|a| (a, true));
+        for (i, (addr, tls)) in plain.chain(secure).enumerate() {
+            let mut sock = bind_listener(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            let local = l.local_addr()?;
+            let local = sock.local_addr()?;
             poll.registry()
-                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            listeners.push((l, local));
+                .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            listeners.push(Listener {
+                sock,
+                addr: local,
+                tls,
+            });
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let fam = Families {
@@ -132,6 +158,8 @@ impl Server {
         Ok(Server {
             poll,
             listeners,
+            #[cfg(feature = "tls")]
+            tls,
             ctx,
             fam,
             accept_paused: false,
@@ -143,9 +171,22 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The plain-HTTP addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|(_, a)| *a).collect()
+        self.listeners
+            .iter()
+            .filter(|l| !l.tls)
+            .map(|l| l.addr)
+            .collect()
+    }
+
+    /// The HTTPS addresses actually bound.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.tls)
+            .map(|l| l.addr)
+            .collect()
     }
 
     /// A handle that stops the server from another thread.
@@ -161,10 +202,11 @@ impl Server {
         self.ctx.hooks = hooks;
     }
 
-    /// Stop gracefully on SIGINT or SIGTERM (a second signal stops at once).
+    /// Stop gracefully on SIGINT or SIGTERM (a second signal stops at
+    /// once); on SIGHUP reread the TLS certificate and key.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -175,8 +217,9 @@ impl Server {
     /// Run until stopped.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = MioEvents::with_capacity(1024);
-        for a in self.local_addrs() {
-            info!("listening on http://{a}");
+        for l in &self.listeners {
+            let scheme = if l.tls { "https" } else { "http" };
+            info!("listening on {scheme}://{}", l.addr);
         }
         loop {
             let timeout = self.poll_timeout();
@@ -194,8 +237,15 @@ impl Server {
                         }
                     }
                     SIGNALS => {
-                        let got = self.signals.as_mut().map_or(0, |s| s.pending().count());
-                        if got > 0 && self.begin_shutdown() {
+                        let got: Vec<i32> = self
+                            .signals
+                            .as_mut()
+                            .map_or_else(Vec::new, |s| s.pending().collect());
+                        if got.contains(&signal_hook::consts::SIGHUP) {
+                            self.reload();
+                        }
+                        let stop = got.iter().any(|s| *s != signal_hook::consts::SIGHUP);
+                        if stop && self.begin_shutdown() {
                             info!("second signal: stopping now");
                             return Ok(());
                         }
@@ -263,8 +313,8 @@ impl Server {
             self.fam.relay.streaming(),
             self.ctx.config.shutdown_grace
         );
-        for (l, _) in &mut self.listeners {
-            let _ = self.poll.registry().deregister(l);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut l.sock);
         }
         self.listeners.clear();
         self.grace_deadline = Some(self.ctx.now + self.ctx.config.shutdown_grace);
@@ -292,14 +342,14 @@ impl Server {
                 self.accept_paused = true;
                 return;
             }
-            let Some((listener, _)) = self.listeners.get(idx) else {
+            let Some(listener) = self.listeners.get(idx) else {
                 return;
             };
-            match listener.accept() {
+            let tls = listener.tls;
+            match listener.sock.accept() {
                 Ok((mut sock, peer)) => {
                     let _ = sock.set_nodelay(true);
-                    let entry = self.ctx.conns.vacant_entry();
-                    let token = Token(entry.key());
+                    let token = Token(self.ctx.conns.vacant_key());
                     if let Err(e) = self.poll.registry().register(
                         &mut sock,
                         token,
@@ -308,7 +358,9 @@ impl Server {
                         warn!("register failed: {e}");
                         continue;
                     }
-                    entry.insert(Conn::new(sock, peer));
+                    let sock = self.wrap(sock, tls);
+                    let key = self.ctx.conns.insert(Conn::new(sock, peer));
+                    debug_assert_eq!(key, token.0);
                     let head_timeout = self.ctx.config.head_timeout;
                     self.ctx.arm(token, head_timeout);
                     self.ctx.metrics.accepted += 1;
@@ -336,6 +388,40 @@ impl Server {
         }
     }
 
+    /// The stream for a socket accepted on a plain or a TLS listener.
+    fn wrap(&self, sock: mio::net::TcpStream, tls: bool) -> Sock {
+        #[cfg(feature = "tls")]
+        if let (true, Some(config)) = (tls, &self.tls) {
+            return Sock::Tls(Box::new(crate::net::sock::TlsSock::new(
+                sock,
+                config.clone(),
+            )));
+        }
+        debug_assert!(!tls, "a TLS listener without TLS settings");
+        Sock::Plain(sock)
+    }
+
+    /// `SIGHUP`: reread the certificate and key. Connections that are
+    /// running keep the settings they began with; new ones get the new
+    /// ones. A file that cannot be read keeps the old settings.
+    fn reload(&mut self) {
+        #[cfg(feature = "tls")]
+        if let (Some(cert), Some(key)) = (&self.ctx.config.tls_cert, &self.ctx.config.tls_key) {
+            match crate::net::tls::load(cert, key) {
+                Ok(config) => {
+                    self.tls = Some(config);
+                    info!(
+                        "SIGHUP: reloaded the TLS certificate from {}",
+                        cert.display()
+                    );
+                }
+                Err(e) => warn!("SIGHUP: {e}; keeping the certificate in use"),
+            }
+            return;
+        }
+        info!("SIGHUP: nothing to reload");
+    }
+
     fn maybe_resume_accept(&mut self) {
         if self.accept_paused
             && self.accept_timer.is_none()
@@ -353,6 +439,15 @@ impl Server {
             return;
         };
         conn.ready.event |= bits;
+        // TLS output that waited for room goes first; a failure is the
+        // family's to see, as a socket error.
+        if conn.sock.has_pending() {
+            let mut ready = conn.ready;
+            if conn.sock.flush_pending(&mut ready).is_err() {
+                ready.event |= Ready::ERROR;
+            }
+            conn.ready = ready;
+        }
         self.dispatch(token);
     }
 
@@ -454,7 +549,7 @@ impl Server {
     fn free_dead(&mut self) {
         for token in self.ctx.take_dead() {
             if let Some(mut conn) = self.ctx.conns.try_remove(token.0) {
-                let _ = self.poll.registry().deregister(&mut conn.sock);
+                let _ = self.poll.registry().deregister(conn.sock.tcp_mut());
             }
         }
     }

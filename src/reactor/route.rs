@@ -193,7 +193,7 @@ impl Families {
             "/" | "/help" => (
                 200,
                 text,
-                crate::pages::help(&head, ctx.config.trust_proxy).into_bytes(),
+                crate::pages::help(&head, ctx.config.trust_proxy, ctx.is_tls(token)).into_bytes(),
             ),
             "/version" => (
                 200,
@@ -206,7 +206,8 @@ impl Families {
             "/noscript" => (
                 200,
                 "text/html; charset=utf-8",
-                crate::pages::noscript(&head, ctx.config.trust_proxy).into_bytes(),
+                crate::pages::noscript(&head, ctx.config.trust_proxy, ctx.is_tls(token))
+                    .into_bytes(),
             ),
             "/metrics" => (
                 200,

@@ -496,7 +496,11 @@ impl Table {
                 (Side::Receiver, Some(s)) => Some((s.upload.framing, s.upload.multipart.is_some())),
                 (Side::Receiver, None) => None,
             };
-            match self.take_buf(env, n, body) {
+            let mut parties = w.receivers.iter().map(|r| r.token);
+            let spliceable = env.can_splice(token)
+                && parties.all(|t| env.can_splice(t))
+                && w.sender.as_ref().map_or(true, |s| env.can_splice(s.token));
+            match self.take_buf(env, n, body, spliceable) {
                 Some(b) => Some(b),
                 None => {
                     self.drop_if_empty(env, p);
@@ -656,12 +660,13 @@ impl Table {
         env: &mut dyn Env,
         n: usize,
         body: Option<(BodyFraming, bool)>,
+        spliceable: bool,
     ) -> Option<Buf> {
         if self.pool.in_use() + self.kernel_pipes >= self.limits.max_streaming_pipes {
             return None;
         }
         #[cfg(target_os = "linux")]
-        if self.limits.splice && env.can_splice() && n == 1 {
+        if self.limits.splice && spliceable && n == 1 {
             if let Some((framing, multipart)) = body {
                 if matches!(framing, BodyFraming::Length(l) if l > 0) && !multipart {
                     match crate::splice::KernelPipe::new(self.limits.buffer_size) {
@@ -674,7 +679,7 @@ impl Table {
                 }
             }
         }
-        let _ = (env, n, body);
+        let _ = (env, n, body, spliceable);
         self.pool.take().map(Buf::Ring)
     }
 
@@ -1847,7 +1852,7 @@ mod tests {
         fn hooks(&mut self) -> &mut dyn Hooks {
             &mut self.hooks
         }
-        fn can_splice(&self) -> bool {
+        fn can_splice(&mut self, _: Token) -> bool {
             false
         }
     }

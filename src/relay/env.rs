@@ -86,8 +86,9 @@ pub trait Env {
     fn metrics(&mut self) -> &mut Metrics;
     /// The embedder's hooks.
     fn hooks(&mut self) -> &mut dyn Hooks;
-    /// Whether the streams can be spliced (they have descriptors).
-    fn can_splice(&self) -> bool;
+    /// Whether `t`'s stream can be spliced: it has a descriptor and the
+    /// bytes on it are the body itself (not TLS records).
+    fn can_splice(&mut self, t: Token) -> bool;
 }
 
 /// What the event loop must do once a core call returns.

@@ -27,7 +27,10 @@ impl Relay {
         let Some(id) = self.fresh_id(ctx) else {
             return ctx.respond_no_id(t, minor);
         };
-        let url = format!("{}/s/{id}", pages::base_url(&head, ctx.config.trust_proxy));
+        let url = format!(
+            "{}/s/{id}",
+            pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t))
+        );
         let req = Request {
             token: t,
             key: format!("/s/{id}"),
@@ -80,7 +83,7 @@ impl Relay {
         let now = ctx.now;
         self.table.reserve(&mut CtxEnv { ctx }, now, id.clone());
         ctx.hooks.reserved(&id, ttl);
-        let base = pages::base_url(&head, ctx.config.trust_proxy);
+        let base = pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t));
         let body = format!(
             "{{\"id\": {}, \"upload\": {}, \"download\": {}, \"expires_in\": {}}}\n",
             json::string(&id),
@@ -109,7 +112,10 @@ impl Relay {
         let Some(up) = upload_checks(ctx, t, &head, early) else {
             return;
         };
-        let url = format!("{}/s/{id}", pages::base_url(&head, ctx.config.trust_proxy));
+        let url = format!(
+            "{}/s/{id}",
+            pages::base_url(&head, ctx.config.trust_proxy, ctx.is_tls(t))
+        );
         let req = Request {
             token: t,
             key: format!("/s/{id}"),

@@ -14,7 +14,6 @@ pub mod env;
 pub mod ephemeral;
 pub mod pump;
 
-use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::Token;
@@ -85,8 +84,8 @@ impl Env for CtxEnv<'_> {
         &mut *self.ctx.hooks
     }
 
-    fn can_splice(&self) -> bool {
-        cfg!(target_os = "linux")
+    fn can_splice(&mut self, t: Token) -> bool {
+        cfg!(target_os = "linux") && self.ctx.live(t).is_some_and(|c| c.sock.spliceable())
     }
 }
 
@@ -149,8 +148,8 @@ impl Relay {
                 Effect::Unpark(t) => ctx.unpark(t),
                 Effect::Release { token, end } => ctx.finish(token, end),
                 Effect::Close(t) => {
-                    if let Some(conn) = ctx.live(t) {
-                        let _ = conn.sock.shutdown(Shutdown::Write);
+                    if let Some(conn) = ctx.live_mut(t) {
+                        conn.sock.shutdown_write();
                     }
                     ctx.kill(t, "done with the pipe");
                 }

@@ -82,9 +82,15 @@ pub fn accept_hixie(ctx: &mut Ctx, t: Token, head: &Head<'_>) -> Option<Handshak
         ctx.respond_error(t, minor, 400, msg, false);
         return None;
     };
-    let scheme = match head.header_str("x-forwarded-proto") {
-        Some(p) if p.eq_ignore_ascii_case("https") => "wss",
-        _ => "ws",
+    // The location only echoes what this client asked for, so a proxy's
+    // word is taken even without --trust-proxy.
+    let forwarded_tls = head
+        .header_str("x-forwarded-proto")
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let scheme = if ctx.is_tls(t) || forwarded_tls {
+        "wss"
+    } else {
+        "ws"
     };
     let query = head.query.map(|q| format!("?{q}")).unwrap_or_default();
     let mut h = String::with_capacity(256);

@@ -19,7 +19,7 @@
 //! ping is answered only when the queue has room, else reading pauses
 //! until it has.
 
-use mio::net::TcpStream;
+use crate::net::conn::Sock;
 use mio::Token;
 use slab::Slab;
 
@@ -45,7 +45,7 @@ pub enum Stop {
 
 /// A WebSocket connection's socket side, borrowed apart from its `WsConn`.
 pub(super) struct Side<'a> {
-    pub(super) sock: &'a mut TcpStream,
+    pub(super) sock: &'a mut Sock,
     pub(super) ready: &'a mut Readiness,
     pub(super) read_eof: &'a mut bool,
     pub(super) out: &'a mut OutBuf,

@@ -23,4 +23,5 @@ mod sim;
 mod soak;
 mod sockjs;
 mod sse;
+mod tls;
 mod ws;

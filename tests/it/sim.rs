@@ -374,7 +374,7 @@ impl Env for World {
     fn hooks(&mut self) -> &mut dyn Hooks {
         &mut self.hooks
     }
-    fn can_splice(&self) -> bool {
+    fn can_splice(&mut self, _: Token) -> bool {
         false
     }
 }

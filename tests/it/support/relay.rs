@@ -18,6 +18,8 @@ use super::DEADLINE;
 /// A relay running on a thread of the test process.
 pub struct Relay {
     pub addr: SocketAddr,
+    /// The first HTTPS address, when the config asked for TLS.
+    pub tls_addr: Option<SocketAddr>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -43,10 +45,12 @@ impl Relay {
             server.set_hooks(h);
         }
         let addr = server.local_addrs()[0];
+        let tls_addr = server.tls_addrs().first().copied();
         let stop = server.stop_handle();
         let thread = std::thread::spawn(move || server.run().expect("run"));
         Relay {
             addr,
+            tls_addr,
             stop,
             thread: Some(thread),
         }
