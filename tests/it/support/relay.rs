@@ -19,6 +19,7 @@ use super::DEADLINE;
 pub struct Relay {
     pub addr: SocketAddr,
     /// The first HTTPS address, when the config asked for TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_addr: Option<SocketAddr>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
