@@ -11,6 +11,12 @@
 //!   re-arming the few that fire (the per-turn cost the event loop pays),
 //!   reported per call.
 //!
+//! - `tick`: one `expire` call per 10 ms tick while N parked entries wait an
+//!   hour or two (not due during the measurement) and 50 active entries,
+//!   re-armed 50 ms ahead as they fire, make 10 come due per tick: the cost
+//!   of a tick with a fixed amount of expiry as the stored count grows.
+//!   Reported per call; a wheel that rescans stored entries pays for N here.
+//!
 //! Figures are elements per second; divide one by it for the cost per entry.
 
 use criterion::{criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -140,8 +146,54 @@ fn wheel(c: &mut Criterion) {
             });
         });
         assert_eq!(w.len(), n);
+
+        g.bench_function(BenchmarkId::new("tick", n), |b| {
+            b.iter_custom(|iters| tick_run(origin, n, iters));
+        });
         g.finish();
     }
+}
+
+/// Active entries in the `tick` bench and how far ahead they are re-armed:
+/// 50 entries 5 ticks ahead make 10 fire per tick.
+const ACTIVE: u64 = 50;
+const ACTIVE_AHEAD: Duration = Duration::from_millis(50);
+/// Parked deadlines lie in `[1 h, 2 h)`; the first tick that could cascade
+/// them is 64^3 ticks (43 min) in, so a wheel serves this many ticks before
+/// it is rebuilt (outside the timed region).
+const PARKED_FROM_MS: u64 = 3_600_000;
+const TICKS_PER_BUILD: u64 = 200_000;
+
+/// Times `iters` ticks of the `tick` bench, rebuilding the wheel untimed
+/// every `TICKS_PER_BUILD` ticks so parked entries never come near.
+fn tick_run(origin: Instant, n: usize, iters: u64) -> Duration {
+    let parked: Vec<Duration> = delays(n, PARKED_FROM_MS)
+        .into_iter()
+        .map(|d| d + Duration::from_millis(PARKED_FROM_MS))
+        .collect();
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    let mut out = Vec::new();
+    while left > 0 {
+        let (mut w, _) = filled(origin, &parked);
+        for i in 0..ACTIVE {
+            w.insert(origin, TICK * (1 + (i % 5) as u32), n as u64 + i);
+        }
+        let mut now = origin;
+        let batch = left.min(TICKS_PER_BUILD);
+        let start = Instant::now();
+        for _ in 0..batch {
+            now += TICK;
+            w.expire(black_box(now), &mut out);
+            for (_, v) in out.drain(..) {
+                w.insert(now, ACTIVE_AHEAD, v);
+            }
+        }
+        total += start.elapsed();
+        assert_eq!(w.len(), n + ACTIVE as usize);
+        left -= batch;
+    }
+    total
 }
 
 /// Every bench in this file, configured from the command line.

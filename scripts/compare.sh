@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
-# Compare weir with a plain TCP relay (socat) and raw loopback TCP, in one run,
-# on this machine, over 127.0.0.1 only.
+# Compare weir with raw loopback TCP, a socat relay and the Node
+# piping-server, in one interleaved run, on this machine, over 127.0.0.1 only.
 #
-#   scripts/compare.sh [--size 1G] [--runs 5] [--pipes 64] [--relay URL [--relay-pid PID]]
-#                      [--no-rss] [--no-build]
+#   scripts/compare.sh [--size 1G] [--runs 5] [--pipes 64] [--kinds lean,curl,bench]
+#                      [--no-piping] [--no-rss] [--no-build]
 #
-# What it measures (every figure is the median of --runs runs of weir-bench):
-#   - raw loopback: weir-bench's senders write straight into its own listener
-#     (one TCP hop; the ceiling for any relay on this machine);
-#   - socat: `socat TCP-LISTEN:A,fork TCP:127.0.0.1:B` between weir-bench's
-#     senders and its listener on B: bytes cross one extra process and one
-#     extra TCP hop, exactly as they do through weir, with no HTTP at all;
-#   - weir: PUT with Content-Length (splice(2) path, and through the ring
-#     with --no-splice), PUT chunked, and --pipes pipes at once, with weir's
-#     own CPU seconds per GiB (from /proc/PID/stat);
-#   - one byte crossing each path, p50 and p99;
-#   - weir's resident set idle and with 1,000 and 10,000 parked senders and
-#     receivers (a fresh weir for each, so that one figure does not inherit
-#     another's freed memory), in bytes per parked client;
-#   - with --relay URL, another piping-server-style relay the user runs.
+# Paths: raw loopback (one TCP hop, the ceiling for any relay here); socat
+# (`socat -b 65536 TCP-LISTEN:A,fork TCP:127.0.0.1:B`: one extra process and
+# hop, no HTTP); weir with Content-Length on the splice path (the kernel pipe
+# growing within --splice-budget, and with --splice-budget 0 so it stays at
+# 64 KiB), through the ring (--no-splice), and chunked; the Node
+# piping-server from npm (installed into a scratch directory; skipped with a
+# notice if npm cannot fetch it).
 #
-# socat runs with `-b 65536`, the size of weir's ring (its default is 8 KiB),
-# and `backlog=1024` as weir listens (with socat's default of 5, 64 clients
-# connecting at once overflow its accept queue and some are reset).
-# The clients share the machine's cores with the relay under test, so the
-# figures are for this machine, not a ceiling of weir.
+# Client kinds: lean (scripts/lean.py: an os.sendfile sender and a
+# socket.recv_into receiver that checks nothing, so the clients' own work is
+# as small as it gets), curl, and weir-bench (which checks every byte). On
+# loopback the TCP work of whichever process sends runs inside its system
+# call, so a slow client shifts work off the relay: figures from different
+# client kinds differ, and only figures that hold for each kind are claims.
+#
+# For every run: throughput, the relay's CPU seconds per GiB (/proc/PID/stat
+# utime+stime, reaped children included) and the whole machine's busy CPU
+# seconds per GiB (/proc/stat, softirq included) over the transfer. Cases run
+# round-robin (round 1 of every case, then round 2, ...) so that load from
+# elsewhere falls on every case alike; medians and [min-max] of --runs
+# rounds, and the load average after each round, are printed. Then weir's
+# resident set idle and with 1,000 and 10,000 parked senders and receivers.
 #
 # Only processes this script started are stopped, by PID, on exit. Every
-# measurement runs under `timeout`.
+# measurement runs under a timeout.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +37,10 @@ cd "$(dirname "$0")/.."
 SIZE=1G
 RUNS=5
 PIPES=64
-RELAY_URL=
-RELAY_PID=
+KINDS=lean,curl,bench
+DO_PIPING=1
 DO_RSS=1
 DO_BUILD=1
-SOCAT_BUF=65536
 STEP_TIMEOUT=300
 
 usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -49,8 +50,8 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --pipes) PIPES=$2; shift 2 ;;
-    --relay) RELAY_URL=$2; shift 2 ;;
-    --relay-pid) RELAY_PID=$2; shift 2 ;;
+    --kinds) KINDS=$2; shift 2 ;;
+    --no-piping) DO_PIPING=0; shift ;;
     --no-rss) DO_RSS=0; shift ;;
     --no-build) DO_BUILD=0; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -142,96 +143,38 @@ fi
   exit 1
 }
 
-if ! command -v socat >/dev/null; then
-  say "installing socat from Debian"
-  apt-get update -qq && apt-get install -y -qq socat >/dev/null
+for tool in socat curl python3; do
+  if ! command -v "$tool" >/dev/null; then
+    say "installing $tool from Debian"
+    apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+  fi
+done
+
+PIPING=()
+if [ "$DO_PIPING" = 1 ]; then
+  NPM_DIR=${TMPDIR:-/tmp}/weir-compare-piping-server
+  if [ ! -x "$NPM_DIR/node_modules/.bin/piping-server" ]; then
+    say "installing piping-server from npm into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    if ! command -v npm >/dev/null || ! (cd "$NPM_DIR" &&
+      timeout 300 npm install --no-audit --no-fund piping-server >/dev/null 2>&1); then
+      say "NOTICE: npm could not install piping-server; it is left out of this run"
+    fi
+  fi
+  if [ -x "$NPM_DIR/node_modules/.bin/piping-server" ]; then
+    PIPING=(--piping "$(readlink -f "$NPM_DIR/node_modules/.bin/piping-server")")
+    say "piping-server $(node -p "require('$NPM_DIR/node_modules/piping-server/package.json').version")"
+  fi
 fi
 
 # Parked clients need a file descriptor each, on both sides.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "open-file limit $(ulimit -n)"
 
-start_weir --no-splice
-RING_PID=$WEIR_PID
-RING_PORT=$WEIR_PORT
-start_weir
-RAW_PORT=$(free_port)
-SOCAT_PORT=$(free_port)
-socat -b "$SOCAT_BUF" "TCP-LISTEN:$SOCAT_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=1024" \
-  "TCP:127.0.0.1:$RAW_PORT" 2>>"$TMP/socat.log" &
-SOCAT_PID=$!
-PIDS+=("$SOCAT_PID")
-wait_port "$SOCAT_PORT"
-
-# Cases run round-robin: round 1 of every case, then round 2, and so on, so
-# that load from elsewhere on the machine falls on every case alike.
-CASES=()
-declare -A CASE_ARGS
-add() { # NAME ARGS... (no argument may hold a space)
-  local name=$1
-  shift
-  CASES+=("$name")
-  CASE_ARGS[$name]="$*"
-  : >"$TMP/$name.out"
-}
-
-run_cases() {
-  local i name args
-  for i in $(seq 1 "$RUNS"); do
-    say "round $i of $RUNS: ${CASES[*]}"
-    for name in "${CASES[@]}"; do
-      read -ra args <<<"${CASE_ARGS[$name]}"
-      if ! timeout "$STEP_TIMEOUT" "$BIN/weir-bench" --quiet --timeout $((STEP_TIMEOUT - 20)) \
-        "${args[@]}" >"$TMP/$name.$i" 2>"$TMP/$name.err"; then
-        echo "compare.sh: $name run $i failed: weir-bench ${args[*]}" >&2
-        cat "$TMP/$name.err" >&2
-        return 1
-      fi
-      cat "$TMP/$name.$i" >>"$TMP/$name.out"
-    done
-  done
-}
-
-# med NAME KEY: the median of KEY over NAME's runs, or "-".
-med() {
-  awk -v k="$2" '$1 == k {print $2}' "$TMP/$1.out" 2>/dev/null | median
-}
-
-RAW=(--raw --raw-listen "127.0.0.1:$RAW_PORT")
-SOCAT=(--raw --raw-listen "127.0.0.1:$RAW_PORT" --raw-connect "127.0.0.1:$SOCAT_PORT" --relay-pid "$SOCAT_PID")
-WEIR=(--url "http://127.0.0.1:$WEIR_PORT/" --relay-pid "$WEIR_PID")
-RING=(--url "http://127.0.0.1:$RING_PORT/" --relay-pid "$RING_PID")
-
-add raw "${RAW[@]}" --size "$SIZE"
-add socat "${SOCAT[@]}" --size "$SIZE"
-add weir_cl "${WEIR[@]}" --size "$SIZE"
-add weir_cl_ring "${RING[@]}" --size "$SIZE"
-add weir_chunked "${WEIR[@]}" --size "$SIZE" --chunked
-# --pipes N moves SIZE in total, SIZE/N per pipe, so totals compare.
-per_pipe() { awk -v s="$1" -v n="$2" 'BEGIN {
-  m = 1; u = toupper(substr(s, length(s)));
-  if (u == "K") m = 1024; else if (u == "M") m = 1048576; else if (u == "G") m = 1073741824;
-  if (m > 1) s = substr(s, 1, length(s) - 1);
-  printf "%d\n", s * m / n }'; }
-PIPE_SIZE=$(per_pipe "$SIZE" "$PIPES")
-add socat_pipes "${SOCAT[@]}" --size "$PIPE_SIZE" --pipes "$PIPES"
-add weir_pipes "${WEIR[@]}" --size "$PIPE_SIZE" --pipes "$PIPES"
-add raw_lat "${RAW[@]}" --size 0 --latency
-add socat_lat --raw --raw-listen "127.0.0.1:$RAW_PORT" --raw-connect "127.0.0.1:$SOCAT_PORT" --size 0 --latency
-add weir_lat --url "http://127.0.0.1:$WEIR_PORT/" --size 0 --latency
-if [ -n "$RELAY_URL" ]; then
-  OTHER=(--url "$RELAY_URL")
-  [ -n "$RELAY_PID" ] && OTHER+=(--relay-pid "$RELAY_PID")
-  add other_cl "${OTHER[@]}" --size "$SIZE"
-  add other_chunked "${OTHER[@]}" --size "$SIZE" --chunked
-  add other_lat --url "$RELAY_URL" --size 0 --latency
-fi
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-run_cases
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-stop_pid "$SOCAT_PID"
-stop_pid "$WEIR_PID"
-stop_pid "$RING_PID"
+say "load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+echo "weir $(git describe --always --dirty 2>/dev/null || echo '?'), $(socat -V 2>/dev/null | awk '/socat version/ {print "socat", $3; exit}'), curl $(curl -V | awk 'NR==1 {print $2}'), node $(node -v 2>/dev/null || echo none)"
+timeout $((STEP_TIMEOUT * RUNS * 20)) python3 scripts/compare.py --bin "$BIN" --size "$SIZE" \
+  --runs "$RUNS" --pipes "$PIPES" --kinds "$KINDS" --timeout "$STEP_TIMEOUT" "${PIPING[@]+"${PIPING[@]}"}"
 
 # ---------------------------------------------------------------------------
 # Resident set: a fresh weir per figure; idle first, then N parked clients.
@@ -279,46 +222,6 @@ if [ "$DO_RSS" = 1 ]; then
   done
 fi
 
-# ---------------------------------------------------------------------------
-GIB_SOCAT=$(med socat gib_per_s)
-GIB_RAW=$(med raw gib_per_s)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }'; }
-
-row() { # label name
-  local g
-  g=$(med "$2" gib_per_s)
-  printf '%-34s %8s %9s %9s %12s %12s\n' "$1" "$g" "$(ratio "$g" "$GIB_SOCAT")" \
-    "$(ratio "$g" "$GIB_RAW")" "$(med "$2" relay_cpu_s_per_gib)" "$(med "$2" client_cpu_s_per_gib)"
-}
-lat_row() { # label name
-  printf '%-34s %10s %10s\n' "$1" "$(med "$2" latency_p50_us)" "$(med "$2" latency_p99_us)"
-}
-
-echo
-echo "weir compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r), $RUNS runs each (medians)"
-echo "load average before $LOAD_BEFORE, after $LOAD_AFTER (other work on the machine skews every figure)"
-echo "weir $(git describe --always --dirty 2>/dev/null || echo '?'), $(socat -V 2>/dev/null | awk '/socat version/ {print "socat", $3; exit}') -b $SOCAT_BUF, --size $SIZE"
-echo
-printf '%-34s %8s %9s %9s %12s %12s\n' "throughput" "GiB/s" "vs socat" "vs raw" "relay s/GiB" "client s/GiB"
-row "raw loopback, 1 hop ($SIZE)" raw
-row "socat relay, 1 pipe ($SIZE)" socat
-row "weir Content-Length, 1 pipe" weir_cl
-row "  the same, --no-splice (ring)" weir_cl_ring
-row "weir chunked, 1 pipe" weir_chunked
-row "socat, $PIPES pipes ($SIZE total)" socat_pipes
-row "weir Content-Length, $PIPES pipes" weir_pipes
-if [ -n "$RELAY_URL" ]; then
-  row "other relay Content-Length" other_cl
-  row "other relay chunked" other_chunked
-fi
-echo
-printf '%-34s %10s %10s\n' "one byte across" "p50 us" "p99 us"
-lat_row "raw loopback" raw_lat
-lat_row "socat relay" socat_lat
-lat_row "weir (1-byte chunk)" weir_lat
-if [ -n "$RELAY_URL" ]; then
-  lat_row "other relay (1-byte chunk)" other_lat
-fi
 if [ "${#RSS_ROWS[@]}" -gt 0 ]; then
   echo
   printf '%-10s %7s %10s %12s %14s\n' "parked" "count" "idle KiB" "parked KiB" "bytes/parked"

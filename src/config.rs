@@ -125,6 +125,11 @@ pub struct Config {
     /// Move bodies of one-receiver, known-length transfers with `splice(2)`
     /// through a kernel pipe instead of the ring (Linux; default on).
     pub splice: bool,
+    /// Bytes the kernel pipes of spliced transfers may grow by past
+    /// `buffer_size`, all together: a transfer that keeps its pipe full
+    /// doubles it, up to 1 MiB, while this lasts (default 16 MiB; 0 = never
+    /// grow). Kernel memory, counted in the memory bound (rule R10).
+    pub splice_budget: usize,
     /// Largest WebSocket message (and frame) accepted; past it close 1009
     /// (default 16 MiB).
     pub ws_max_message: u64,
@@ -190,6 +195,7 @@ impl Default for Config {
             max_swarms: 10_000,
             max_topics: 10_000,
             splice: cfg!(target_os = "linux"),
+            splice_budget: 16 << 20,
             ws_max_message: 16 << 20,
             max_parked_per_ip: 500,
             sockjs_disconnect_delay: Duration::from_secs(5),

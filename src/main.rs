@@ -342,6 +342,16 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "splice-budget",
+        value: "N",
+        help: "bytes spliced transfers' kernel pipes may grow by past --buffer-size, all together (each up to 1 MiB; 0 = never grow)",
+        default: |c| c.splice_budget.to_string(),
+        set: |c, v| {
+            c.splice_budget = num(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "heartbeat",
         value: "SECS",
         help: "comment heartbeat on event streams",

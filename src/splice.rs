@@ -13,11 +13,22 @@
 //! mean "pipe full" rather than "socket empty". Only an `EAGAIN` on an
 //! empty pipe clears the sender's readable bit; otherwise the bit is kept
 //! and the read is retried after the receiver drains, so no edge is lost.
+//!
+//! The window: a pipe starts at the ring's size. A transfer that keeps
+//! filling it (the sender is faster than one pipe-full per turn) asks to
+//! grow ([`KernelPipe::wants_grow`]); the relay core doubles it up to
+//! [`MAX_PIPE`] while its global splice budget lasts, and takes the growth
+//! back when the pipe is dropped. Fewer, larger splices cost less per byte.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+
+/// The largest a pipe grows (Linux's default `fs.pipe-max-size`).
+pub const MAX_PIPE: usize = 1 << 20;
+/// Fills that left the pipe full, since it last grew, before it asks to.
+const FULL_FILLS_TO_GROW: u32 = 4;
 
 /// A kernel pipe used as a transfer's buffer.
 #[derive(Debug)]
@@ -25,6 +36,12 @@ pub struct KernelPipe {
     rd: OwnedFd,
     wr: OwnedFd,
     cap: usize,
+    /// The size it was made with; `cap - base` is its growth.
+    base: usize,
+    /// Fills that found or left it full since it last grew.
+    full_fills: u32,
+    /// The kernel refused to grow it; don't ask again.
+    stuck: bool,
     written: u64,
     read: u64,
 }
@@ -53,9 +70,52 @@ impl KernelPipe {
             rd,
             wr,
             cap,
+            base: cap,
+            full_fills: 0,
+            stuck: false,
             written: 0,
             read: 0,
         })
+    }
+
+    /// Its capacity now.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Bytes it has grown by since it was made (what it holds of the
+    /// splice budget).
+    pub fn growth(&self) -> usize {
+        self.cap.saturating_sub(self.base)
+    }
+
+    /// The sender keeps filling it: it would move more per call if larger.
+    pub fn wants_grow(&self) -> bool {
+        !self.stuck && self.cap < MAX_PIPE && self.full_fills >= FULL_FILLS_TO_GROW
+    }
+
+    /// Double the capacity if that adds at most `room` bytes (and stays
+    /// within [`MAX_PIPE`]). Returns the bytes added (0 if it did not grow).
+    pub fn grow(&mut self, room: usize) -> usize {
+        let target = (self.cap * 2).min(MAX_PIPE);
+        if target <= self.cap || target - self.cap > room {
+            return 0;
+        }
+        self.full_fills = 0;
+        match fcntl_setpipe_size(&self.wr, target) {
+            // The kernel rounds up to a power of two pages, which `target`
+            // already is for any size the kernel made.
+            Ok(c) if c > self.cap => {
+                let added = c - self.cap;
+                self.cap = c;
+                added
+            }
+            _ => {
+                // Over `fs.pipe-max-size` or the user's pipe pages.
+                self.stuck = true;
+                0
+            }
+        }
     }
 
     /// Bytes held.
@@ -87,6 +147,9 @@ impl KernelPipe {
     pub fn fill_from<S: AsFd>(&mut self, sock: &S, limit: usize) -> io::Result<Fill> {
         let want = limit.min(self.free());
         if want == 0 {
+            if self.free() == 0 {
+                self.full_fills += 1;
+            }
             return Ok(Fill::Blocked {
                 socket_empty: false,
             });
@@ -96,11 +159,20 @@ impl KernelPipe {
             Ok(0) => Ok(Fill::Eof),
             Ok(n) => {
                 self.written += n as u64;
+                if self.free() == 0 {
+                    self.full_fills += 1;
+                }
                 Ok(Fill::Moved(n))
             }
-            Err(rustix::io::Errno::AGAIN) => Ok(Fill::Blocked {
-                socket_empty: self.is_empty(),
-            }),
+            Err(rustix::io::Errno::AGAIN) => {
+                // Out of page slots with bytes held counts as full.
+                if !self.is_empty() {
+                    self.full_fills += 1;
+                }
+                Ok(Fill::Blocked {
+                    socket_empty: self.is_empty(),
+                })
+            }
             Err(rustix::io::Errno::INTR) => Ok(Fill::Moved(0)),
             Err(e) => Err(e.into()),
         }
@@ -194,5 +266,38 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(eof);
+    }
+
+    #[test]
+    fn grows_after_repeated_full_fills_within_the_room_given() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server_in, _) = l.accept().unwrap();
+        server_in.set_nonblocking(true).unwrap();
+        let mut kp = KernelPipe::new(64 * 1024).unwrap();
+        let base = kp.capacity();
+        assert!(!kp.wants_grow(), "no growth before it fills");
+        client.write_all(&vec![7u8; 4 * base]).unwrap();
+        let mut fills = 0;
+        while !kp.wants_grow() {
+            // The first fills bring it to the brim; each later one finds it
+            // full (nobody drains it).
+            match kp.fill_from(&server_in, usize::MAX).unwrap() {
+                Fill::Moved(_) | Fill::Blocked { .. } => {}
+                Fill::Eof => panic!("eof"),
+            }
+            fills += 1;
+            assert!(fills < 100_000, "never asked to grow");
+            std::thread::yield_now();
+        }
+        assert_eq!(kp.growth(), 0);
+        assert_eq!(kp.grow(base - 1), 0, "not more than the room");
+        let added = kp.grow(base);
+        assert_eq!(added, base, "doubled");
+        assert_eq!(kp.capacity(), 2 * base);
+        assert_eq!(kp.growth(), base);
+        assert!(!kp.wants_grow(), "the count starts again");
+        // Bytes held survive the resize and the room is there to use.
+        assert!(kp.free() >= base);
     }
 }

@@ -1,31 +1,45 @@
-//! A hashed timer wheel for connection and pipe deadlines.
+//! A hierarchical timer wheel for connection and pipe deadlines.
 //!
 //! Time is an argument, never read here: the event loop passes `now`
 //! (design rule R12, style habit 4), so tests and simulations drive the wheel
 //! with any clock they like.
 //!
-//! Shape: time since `origin` is cut into ticks; tick `t` maps to slot
-//! `t & (slots - 1)`. Each slot is a doubly linked list threaded through one
-//! slab of entries (indices, no pointers), so insert and cancel are O(1).
+//! Shape: time since `origin` is cut into ticks, and a deadline is filed at
+//! its tick rounded *up*. There are [`LEVELS`] levels of 64 slots. Level `l`
+//! slot `s` holds the entries whose tick agrees with the wheel's position
+//! `cur` on every bit above bit group `l` (six bits per group) and has `s`
+//! in group `l`; an entry lives at the level of the highest bit group in
+//! which its tick differs from `cur`. So level 0 holds the next 64 ticks one
+//! by one, level 1 the next 64 blocks of 64 ticks, and so on. When the wheel
+//! reaches the first tick of an occupied higher slot, that slot is emptied
+//! and its entries are filed again, each at a lower level (a cascade). Each
+//! slot is a doubly linked list threaded through one slab of entries
+//! (indices, no pointers), so insert and cancel are O(1); a 64-bit mask per
+//! level says which slots are occupied, so finding the next one is O(1) too.
 //! Handles carry a generation, so a handle to a fired, cancelled or reused
 //! entry is a harmless no-op (rule R11).
 //!
+//! Cost: a tick costs what it expires plus what it cascades, never what is
+//! stored. An entry cascades at most once per level it passes through (three
+//! times for a 600 s deadline at 10 ms ticks), so over its life it costs a
+//! few list moves. A jump of any length visits only occupied slots.
+//!
 //! Invariants:
 //! - Never early: each entry keeps its exact deadline and `expire(now)`
-//!   returns it only if `deadline <= now`. The tick only picks the slot (the
-//!   deadline rounded *up*), so entries more than one revolution away share a
-//!   slot with nearer ones and are simply skipped until due.
-//! - Never late: `cur` is the first tick not yet fully processed. Every live
-//!   entry is filed at a tick `>= cur` (a deadline already behind the wheel is
-//!   filed at `cur`), and `expire(now)` visits every tick from `cur` up to the
-//!   tick just after `now`, which covers every tick a due entry can be filed
-//!   at. A jump of more than one revolution visits each slot once, so work is
-//!   bounded by the slot count plus the entries looked at, never by elapsed
-//!   ticks.
+//!   returns it only if `deadline <= now`.
+//! - Never late: `cur` is the first tick not yet fully processed; every live
+//!   entry is filed at a tick `>= cur` (a deadline already behind the wheel
+//!   is filed at `cur`). Level-0 entries have ticks `>= cur`; every occupied
+//!   higher slot starts after `cur`. Slots at a higher level start after
+//!   every slot of the levels below, so the lowest occupied slot is always
+//!   the next thing to do. `expire(now)` processes occupied slots in that
+//!   order up to the tick just after `now`, which covers every tick a due
+//!   entry can be filed at.
 //! - No spin: each slot keeps a lower bound of its entries' deadlines, exact
-//!   after the slot is visited and possibly stale (too low) after a cancel.
-//!   The wheel keeps the minimum of those bounds. `expire(now)` revisits
-//!   every slot whose bound could be `<= now`, so afterwards
+//!   after the slot is filled or processed, possibly stale (too low) after a
+//!   cancel, but always a deadline that was filed in that slot's range. The
+//!   earliest held deadline is therefore in the lowest occupied slot, and
+//!   after `expire(now)` that slot's bound is `> now`, so
 //!   `next_deadline()` is `None` or `> now`.
 
 use std::fmt;
@@ -33,8 +47,11 @@ use std::time::{Duration, Instant};
 
 /// End of a slot list, and of the free list.
 const NIL: u32 = u32::MAX;
-/// Upper bound on slots; more buys nothing and costs memory per wheel.
-const MAX_SLOTS: usize = 1 << 24;
+/// Bits of tick per level, and slots per level.
+const BITS: u32 = 6;
+const SLOTS: usize = 1 << BITS;
+/// Levels needed to cover a 64-bit tick six bits at a time.
+pub const LEVELS: usize = 64usize.div_ceil(BITS as usize);
 /// Shortest tick; finer ticks only make long sleeps cost more slot visits.
 const MIN_TICK: Duration = Duration::from_millis(1);
 /// Largest tick number used, leaving room for `+ 1` without overflow.
@@ -54,6 +71,10 @@ struct Entry<T> {
     /// `None` while the entry is on the free list.
     value: Option<T>,
     deadline: Instant,
+    /// The tick the entry is filed at (its deadline rounded up, or the
+    /// wheel's position if that was later).
+    tick: u64,
+    /// Index into `slots`: `level * 64 + slot`.
     slot: u32,
     prev: u32,
     /// Next in the slot list, or in the free list while free.
@@ -67,13 +88,16 @@ struct Slot {
     min: Option<Instant>,
 }
 
-/// A hashed timer wheel holding values of type `T` until their deadlines.
+/// A hierarchical timer wheel holding values of type `T` until their
+/// deadlines.
 pub struct TimerWheel<T> {
     origin: Instant,
     tick: Duration,
     tick_nanos: u128,
-    mask: u64,
+    /// `LEVELS * 64` slots, level by level.
     slots: Vec<Slot>,
+    /// Bit `s` of `occupied[l]` is set iff level `l` slot `s` is non-empty.
+    occupied: [u64; LEVELS],
     entries: Vec<Entry<T>>,
     free_head: u32,
     len: usize,
@@ -88,7 +112,6 @@ impl<T> fmt::Debug for TimerWheel<T> {
         // Entries can number in the millions; show the shape only.
         f.debug_struct("TimerWheel")
             .field("tick", &self.tick)
-            .field("slots", &self.slots.len())
             .field("len", &self.len)
             .field("cur", &self.cur)
             .field("next_deadline", &self.next_deadline())
@@ -103,26 +126,48 @@ fn min_instant(a: Option<Instant>, b: Instant) -> Instant {
     }
 }
 
+/// The level an entry at `tick` belongs to while the wheel is at `cur`.
+fn level_of(tick: u64, cur: u64) -> usize {
+    let diff = tick ^ cur;
+    if diff == 0 {
+        0
+    } else {
+        ((63 - diff.leading_zeros()) / BITS) as usize
+    }
+}
+
+/// The first tick of level `level` slot `slot` while the wheel is at `cur`.
+fn slot_start(cur: u64, level: usize, slot: u32) -> u64 {
+    let shift = BITS * level as u32;
+    let above = shift + BITS;
+    let high = if above >= 64 {
+        0
+    } else {
+        cur & !((1u64 << above) - 1)
+    };
+    high | (u64::from(slot) << shift)
+}
+
 impl<T> TimerWheel<T> {
     /// Creates an empty wheel. Ticks are counted from `origin`; `tick` is
-    /// raised to at least 1 ms; `slots` is rounded up to a power of two and
-    /// clamped into `1 ..= 2^24`. One revolution is `tick * slots`: deadlines
-    /// further out work, but cost a look each time their slot comes round.
+    /// raised to at least 1 ms. `slots` is accepted for compatibility and
+    /// ignored: the wheel has [`LEVELS`] levels of 64 slots, which covers
+    /// every representable deadline without rescanning far ones.
     pub fn new(origin: Instant, tick: Duration, slots: usize) -> Self {
+        let _ = slots;
         let tick = tick.max(MIN_TICK);
-        let n = slots.clamp(1, MAX_SLOTS).next_power_of_two();
         TimerWheel {
             origin,
             tick,
             tick_nanos: tick.as_nanos(),
-            mask: n as u64 - 1,
             slots: vec![
                 Slot {
                     head: NIL,
                     min: None,
                 };
-                n
+                LEVELS * SLOTS
             ],
+            occupied: [0; LEVELS],
             entries: Vec::new(),
             free_head: NIL,
             len: 0,
@@ -169,20 +214,16 @@ impl<T> TimerWheel<T> {
     ///
     /// If `u32::MAX - 1` entries are live at once (memory runs out first).
     pub fn insert_at(&mut self, deadline: Instant, value: T) -> Handle {
-        // Filing at `cur` or later is what lets expire() start its walk at
-        // `cur` and still see everything.
+        // Filing at `cur` or later is what lets expire() start at `cur` and
+        // still see everything.
         let tick = self.ceil_tick(deadline).max(self.cur);
-        let slot = (tick & self.mask) as usize;
-        let head = self.slots[slot].head;
         let index = if self.free_head != NIL {
             let index = self.free_head;
             let e = &mut self.entries[index as usize];
             self.free_head = e.next;
             e.value = Some(value);
             e.deadline = deadline;
-            e.slot = slot as u32;
-            e.prev = NIL;
-            e.next = head;
+            e.tick = tick;
             index
         } else {
             let index = u32::try_from(self.entries.len())
@@ -193,18 +234,14 @@ impl<T> TimerWheel<T> {
                 generation: 0,
                 value: Some(value),
                 deadline,
-                slot: slot as u32,
+                tick,
+                slot: 0,
                 prev: NIL,
-                next: head,
+                next: NIL,
             });
             index
         };
-        if head != NIL {
-            self.entries[head as usize].prev = index;
-        }
-        let s = &mut self.slots[slot];
-        s.head = index;
-        s.min = Some(min_instant(s.min, deadline));
+        self.file(index);
         self.min = Some(min_instant(self.min, deadline));
         self.len += 1;
         Handle {
@@ -217,16 +254,11 @@ impl<T> TimerWheel<T> {
     /// stale handle. O(1).
     pub fn cancel(&mut self, handle: Handle) -> Option<T> {
         self.live(handle)?;
-        let index = handle.index;
-        let slot = self.entries[index as usize].slot as usize;
-        self.unlink(index);
-        if self.slots[slot].head == NIL {
-            self.slots[slot].min = None;
-        }
+        self.unlink(handle.index);
         // A non-empty slot keeps its bound even if this was its minimum:
         // finding the new one would scan the slot. The stale bound only costs
         // one early wakeup, after which expire() recomputes it.
-        let value = self.release(index);
+        let value = self.release(handle.index);
         if self.len == 0 {
             self.min = None;
         }
@@ -269,37 +301,52 @@ impl<T> TimerWheel<T> {
     /// `out` (in no particular order). `now` may be anything, including
     /// earlier than a previous call; the wheel's position never moves back.
     ///
-    /// Work is bounded by `min(elapsed ticks + 2, slots)` slot visits plus
-    /// the entries in the visited slots, however far `now` jumps.
+    /// Work is the occupied slots visited (at most 64 per level, however
+    /// far `now` jumps) plus the entries they hold, each of which either
+    /// fires or moves to a lower level.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<(Handle, T)>) {
-        let now_tick = self.floor_tick(now);
         // `now_tick + 1` holds deadlines in `(now_tick, now_tick + 1]` ticks,
-        // some of which may be `<= now`.
-        // The first tick a deadline later than `now` can be filed at: before
-        // the origin every deadline ceils to tick 0; past MAX_TICK all clamp.
+        // some of which may be `<= now`. Before the origin every deadline
+        // ceils to tick 0; past MAX_TICK all clamp.
         let after_now = if now < self.origin {
             0
         } else {
-            (now_tick + 1).min(MAX_TICK)
+            (self.floor_tick(now) + 1).min(MAX_TICK)
         };
         let end = after_now.max(self.cur);
-        let visits = (end - self.cur)
-            .saturating_add(1)
-            .min(self.slots.len() as u64);
-        if self.len > 0 {
-            for k in 0..visits {
-                let slot = ((self.cur + k) & self.mask) as usize;
-                self.expire_slot(slot, now, out);
+        while let Some(level) = self.occupied.iter().position(|&m| m != 0) {
+            let slot = self.occupied[level].trailing_zeros();
+            let start = slot_start(self.cur, level, slot);
+            let index = level * SLOTS + slot as usize;
+            if level == 0 && start < end {
+                // Every entry filed at a tick before `end` is due: its
+                // deadline is at most `start` ticks, which is `<= now`.
+                self.cur = start;
+                self.expire_slot(index, now, out);
+                debug_assert!(self.slots[index].head == NIL, "entry before now not due");
+                self.cur = start + 1;
+            } else if level == 0 && start == end {
+                // The partial tick: fire what is due, keep the rest.
+                self.cur = start;
+                self.expire_slot(index, now, out);
+                break;
+            } else if level > 0 && start <= end {
+                self.cur = start;
+                self.cascade(index);
+            } else {
+                break;
             }
         }
+        // Occupied slots all start after `end` (or, at level 0, at `end`), so
+        // moving `cur` there files nothing differently.
         self.cur = end;
-        if self.len == 0 {
-            self.min = None;
-        } else if self.min.is_some_and(|m| m <= now) {
-            // Only slots visited above can hold a bound `<= now`, and those
-            // are now exact, so the new minimum is `> now`.
-            self.min = self.slots.iter().filter_map(|s| s.min).min();
-        }
+        self.min = match self.occupied.iter().position(|&m| m != 0) {
+            None => None,
+            Some(level) => {
+                let slot = self.occupied[level].trailing_zeros() as usize;
+                self.slots[level * SLOTS + slot].min
+            }
+        };
     }
 
     /// Number of live entries.
@@ -318,9 +365,47 @@ impl<T> TimerWheel<T> {
             .filter(|e| e.generation == handle.generation && e.value.is_some())
     }
 
-    fn expire_slot(&mut self, slot: usize, now: Instant, out: &mut Vec<(Handle, T)>) {
+    /// Links an entry into the slot its tick belongs to relative to `cur`.
+    fn file(&mut self, index: u32) {
+        let e = &self.entries[index as usize];
+        let (tick, deadline) = (e.tick, e.deadline);
+        let level = level_of(tick, self.cur);
+        let slot = ((tick >> (BITS * level as u32)) as usize) & (SLOTS - 1);
+        let at = level * SLOTS + slot;
+        let head = self.slots[at].head;
+        let e = &mut self.entries[index as usize];
+        e.slot = at as u32;
+        e.prev = NIL;
+        e.next = head;
+        if head != NIL {
+            self.entries[head as usize].prev = index;
+        }
+        let s = &mut self.slots[at];
+        s.head = index;
+        s.min = Some(min_instant(s.min, deadline));
+        self.occupied[level] |= 1 << slot;
+    }
+
+    /// Empties a higher-level slot whose first tick is `cur`, filing each
+    /// entry again (at a lower level, since it now shares more bits).
+    fn cascade(&mut self, at: usize) {
+        let mut i = self.slots[at].head;
+        self.slots[at] = Slot {
+            head: NIL,
+            min: None,
+        };
+        self.occupied[at / SLOTS] &= !(1 << (at % SLOTS));
+        while i != NIL {
+            let next = self.entries[i as usize].next;
+            self.file(i);
+            i = next;
+        }
+    }
+
+    /// Fires the due entries of a level-0 slot and recomputes its bound.
+    fn expire_slot(&mut self, at: usize, now: Instant, out: &mut Vec<(Handle, T)>) {
         let mut min = None;
-        let mut i = self.slots[slot].head;
+        let mut i = self.slots[at].head;
         while i != NIL {
             let e = &self.entries[i as usize];
             let next = e.next;
@@ -341,19 +426,23 @@ impl<T> TimerWheel<T> {
             }
             i = next;
         }
-        self.slots[slot].min = min;
+        self.slots[at].min = min;
     }
 
     fn unlink(&mut self, index: u32) {
         let e = &self.entries[index as usize];
-        let (prev, next, slot) = (e.prev, e.next, e.slot as usize);
+        let (prev, next, at) = (e.prev, e.next, e.slot as usize);
         if prev == NIL {
-            self.slots[slot].head = next;
+            self.slots[at].head = next;
         } else {
             self.entries[prev as usize].next = next;
         }
         if next != NIL {
             self.entries[next as usize].prev = prev;
+        }
+        if self.slots[at].head == NIL {
+            self.slots[at].min = None;
+            self.occupied[at / SLOTS] &= !(1 << (at % SLOTS));
         }
     }
 
@@ -732,5 +821,95 @@ mod tests {
                 (a, b) => panic!("next_deadline {a:?} vs model {b:?}"),
             }
         }
+    }
+
+    #[test]
+    fn far_deadlines_cascade_down_and_fire_within_one_tick() {
+        // 1 ms ticks: deadlines from 1 ms to ~3 days span five levels.
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0, ms(1), 0);
+        let mut rng = XorShift::new(seed());
+        let mut due = Vec::new();
+        for i in 0..2000u32 {
+            let exp = rng.below(28);
+            let d = ms(1 + rng.below(1 << exp));
+            w.insert(t0, d, i);
+            due.push(t0 + d);
+        }
+        let last = *due.iter().max().unwrap();
+        let mut now = t0;
+        let mut fired = 0;
+        let mut steps = 0;
+        while !w.is_empty() {
+            // Sleep as the loop does: until the next deadline (plus up to a
+            // tick of lateness), or a short step that stops there.
+            let next = w.next_deadline().unwrap();
+            assert!(next > now, "would spin");
+            now = if rng.below(2) == 0 {
+                next + Duration::from_micros(rng.below(1_000))
+            } else {
+                next.min(now + Duration::from_micros(1 + rng.below(5_000)))
+            };
+            let mut out = Vec::new();
+            w.expire(now, &mut out);
+            for (_, v) in out {
+                let d = due[v as usize];
+                assert!(d <= now, "{v} fired early");
+                assert!(now - d < ms(1), "{v} fired late by {:?}", now - d);
+                fired += 1;
+            }
+            steps += 1;
+            assert!(steps < 1_000_000);
+        }
+        assert_eq!(fired, 2000);
+        assert!(now >= last);
+    }
+
+    #[test]
+    fn cancel_works_before_and_after_a_cascade() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0, ms(1), 0);
+        let hour = Duration::from_secs(3600);
+        let a = w.insert(t0, hour, 1);
+        let b = w.insert(t0, hour + ms(1), 2);
+        let c = w.insert(t0, hour + ms(2), 3);
+        assert_eq!(w.cancel(a), Some(1), "cancel at a high level");
+        // Walk to just before the hour: b and c have cascaded to level 0.
+        let mut out = Vec::new();
+        w.expire(t0 + hour - ms(1), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(w.next_deadline(), Some(t0 + hour + ms(1)));
+        assert_eq!(w.cancel(b), Some(2), "cancel after cascading");
+        assert_eq!(w.cancel(b), None);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.deadline(c), Some(t0 + hour + ms(2)));
+        w.expire(t0 + hour + ms(1), &mut out);
+        assert!(out.is_empty(), "cancelled entries never fire");
+        w.expire(t0 + hour + ms(2), &mut out);
+        assert_eq!(out.iter().map(|&(_, v)| v).collect::<Vec<_>>(), [3]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn far_entries_are_not_touched_by_ticks_before_their_block() {
+        // One entry three hours away and one that re-arms every tick: 10,000
+        // ticks move only the near one; the far one stays in its high-level
+        // slot (the old flat wheel rescanned it every revolution).
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0, ms(10), 0);
+        let far = w.insert(t0, Duration::from_secs(3 * 3600), 0u32);
+        let slot_before = w.entries[far.index as usize].slot;
+        let mut out = Vec::new();
+        let mut now = t0;
+        w.insert(now, ms(10), 1);
+        for _ in 0..10_000 {
+            now += ms(10);
+            w.expire(now, &mut out);
+            assert_eq!(out.len(), 1);
+            out.clear();
+            w.insert(now, ms(10), 1);
+        }
+        assert_eq!(w.entries[far.index as usize].slot, slot_before);
+        assert!(w.entries[far.index as usize].slot as usize >= 2 * SLOTS);
     }
 }

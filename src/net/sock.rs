@@ -73,6 +73,17 @@ impl Sock {
         }
     }
 
+    /// Copy what the kernel holds into `buf` without taking it (plain TCP
+    /// only: a TLS stream's kernel bytes are records, not the request, so
+    /// it answers `Unsupported` and the caller reads the ordinary way).
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Plain(s) => s.peek(buf),
+            #[cfg(feature = "tls")]
+            Sock::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     /// Whether the body on this stream can move by `splice(2)`.
     pub fn spliceable(&self) -> bool {
         matches!(self, Sock::Plain(_))

@@ -1,11 +1,12 @@
 //! The HTTP phases of a connection: reading a head (and handing it to the
 //! router), reading a short body, writing an answer, lingering.
 //!
-//! A head is read in steps of [`HEAD_READ_STEP`] bytes, so that body bytes
-//! sent right behind it stay in the kernel (held back by TCP flow control)
-//! rather than in memory while the connection waits. Bytes read past a
-//! head are kept: they are body, or the next request of a pipelined
-//! client. After its answer, a keep-alive connection reads its next head
+//! A head that has arrived whole is found with `MSG_PEEK` and read alone,
+//! so that body bytes sent right behind it stay in the kernel (held back by
+//! TCP flow control) rather than in memory while the connection waits;
+//! one that arrives in pieces is read in steps of [`HEAD_READ_STEP`] bytes.
+//! Bytes read past a head are kept: they are body, or the next request of
+//! a pipelined client. After its answer, a keep-alive connection reads its next head
 //! from what it already has first (no new edge will come for it, R2/R3).
 //!
 //! A closing connection first writes its answer, then, by its [`End`]:
@@ -120,6 +121,25 @@ fn read_head(ctx: &mut Ctx, fam: &mut Families, t: Token) {
                     ctx.metrics.bad_requests += 1;
                     ctx.respond_error(t, 1, e.status, e.message, false);
                     return;
+                }
+            }
+        }
+        if conn.inbuf.is_empty() && !conn.read_eof {
+            // Look at what the kernel holds without taking it: a complete
+            // head is then read alone, and the body behind it stays in the
+            // kernel (held back by TCP flow control) until the connection's
+            // family reads it, instead of in a per-connection buffer, so
+            // thousands of parked senders hold no body bytes here and leave
+            // no high-water mark in the allocator. A head that has not all
+            // arrived is read the ordinary way below (so that a slow one
+            // times out as a 408).
+            let want = (limits.max_head + 1).min(scratch.len());
+            if let Ok(n) = conn.sock.peek(&mut scratch[..want]) {
+                if let Ok(Some((_, len))) = http::parse_head(&scratch[..n], limits) {
+                    if let Io::Moved(m) = conn.read_into(&mut scratch[..len]) {
+                        conn.inbuf.extend_from_slice(&scratch[..m]);
+                        continue;
+                    }
                 }
             }
         }

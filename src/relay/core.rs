@@ -63,6 +63,8 @@ pub struct Limits {
     pub buffer_size: usize,
     /// Use kernel pipes for one-receiver, known-length transfers.
     pub splice: bool,
+    /// Bytes kernel pipes may grow by past `buffer_size`, all together.
+    pub splice_budget: usize,
     /// When a sender's response is written.
     pub sender_progress: SenderProgress,
 }
@@ -195,6 +197,8 @@ pub struct Table {
     paths: HashMap<String, PipeId>,
     pool: RingPool,
     kernel_pipes: usize,
+    /// Bytes the kernel pipes have grown by, within `splice_budget`.
+    splice_growth: usize,
     queued: Vec<PipeId>,
     scratch: Vec<u8>,
 }
@@ -222,6 +226,7 @@ impl Table {
             paths: HashMap::new(),
             pool,
             kernel_pipes: 0,
+            splice_growth: 0,
             queued: Vec::new(),
             scratch: vec![0; 64 * 1024],
         }
@@ -682,7 +687,10 @@ impl Table {
         match buf {
             Buf::Ring(r) => self.pool.give(r),
             #[cfg(target_os = "linux")]
-            Buf::Kernel(_) => self.kernel_pipes -= 1,
+            Buf::Kernel(k) => {
+                self.kernel_pipes -= 1;
+                self.splice_growth -= k.growth();
+            }
         }
     }
 
@@ -1307,6 +1315,8 @@ impl Table {
             pipes,
             scratch,
             queued,
+            limits,
+            splice_growth,
             ..
         } = self;
         let Some(pipe) = pipes.get_mut(p.0) else {
@@ -1317,6 +1327,18 @@ impl Table {
             Phase::Finishing(flow) => pump::run(env, now, flow, None, scratch, limit, fx),
             _ => return,
         };
+        // A transfer that keeps filling its kernel pipe gets a larger one
+        // while the splice budget lasts (returned in `return_buf`).
+        #[cfg(target_os = "linux")]
+        if let Phase::Streaming(flow, _) | Phase::Finishing(flow) = &mut pipe.phase {
+            if let Buf::Kernel(k) = &mut flow.buf {
+                if k.wants_grow() {
+                    *splice_growth += k.grow(limits.splice_budget - *splice_growth);
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (limits, splice_growth);
         if let Some(e) = pipe.ephemeral.as_ref() {
             if let Phase::Streaming(flow, _) | Phase::Finishing(flow) = &mut pipe.phase {
                 let bytes = flow.buf.end_offset();
@@ -1570,6 +1592,7 @@ impl Table {
     pub fn check(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         let mut rings = 0;
+        let mut growth = 0;
         let mut kernel = 0;
         for (k, pipe) in &self.pipes {
             if self.paths.get(&pipe.key) != Some(&PipeId(k)) {
@@ -1601,7 +1624,10 @@ impl Table {
                     match &f.buf {
                         Buf::Ring(_) => rings += 1,
                         #[cfg(target_os = "linux")]
-                        Buf::Kernel(_) => kernel += 1,
+                        Buf::Kernel(k) => {
+                            kernel += 1;
+                            growth += k.growth();
+                        }
                     }
                 }
                 Phase::Moving => return Err(format!("pipe {} left between phases", pipe.key)),
@@ -1609,6 +1635,12 @@ impl Table {
         }
         if self.paths.len() != self.pipes.len() {
             return Err("a path names no pipe".into());
+        }
+        if growth != self.splice_growth || self.splice_growth > self.limits.splice_budget {
+            return Err(format!(
+                "kernel pipes grew by {growth}, the budget says {} of {}",
+                self.splice_growth, self.limits.splice_budget
+            ));
         }
         if rings != self.pool.in_use() || kernel != self.kernel_pipes {
             return Err(format!(
@@ -1943,6 +1975,7 @@ mod tests {
                     max_streaming_pipes: 2,
                     buffer_size: 64,
                     splice: false,
+                    splice_budget: 0,
                     sender_progress: progress,
                 }),
                 w: World {

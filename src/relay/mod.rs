@@ -106,6 +106,7 @@ impl Relay {
                 max_streaming_pipes: config.max_streaming_pipes,
                 buffer_size: config.buffer_size,
                 splice: config.splice,
+                splice_budget: config.splice_budget,
                 sender_progress: config.sender_progress,
             }),
             fx: Vec::new(),

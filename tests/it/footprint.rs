@@ -135,3 +135,39 @@ fn a_stalled_receiver_blocks_the_sender_without_growing_memory() {
     wait_metric(weir.addr, WAITING, 0.0);
     wait_metric(weir.addr, "weir_pipes{state=\"streaming\"}", 0.0);
 }
+
+/// Parked senders whose bodies came right behind their heads: the bodies
+/// stay in the kernel (the head is found with MSG_PEEK and read alone), so
+/// weir holds no per-sender body buffer, and a parked sender's body still
+/// arrives whole when its receiver comes.
+#[test]
+fn parked_senders_leave_their_early_bodies_in_the_kernel() {
+    const N: usize = 2000;
+    const BODY: usize = 8192;
+    let weir = Binary::start(&["--max-parked-per-ip", "0", "--max-connections", "5000"]);
+    let rss_before = weir.rss_kib();
+    let body = pattern(BODY, 77);
+    let mut senders = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut s = connect(weir.addr);
+        let mut req =
+            format!("PUT /early-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n")
+                .into_bytes();
+        req.extend_from_slice(&body);
+        s.write_all(&req).unwrap();
+        senders.push(s);
+    }
+    wait_metric(weir.addr, WAITING, N as f64);
+    let rss_parked = weir.rss_kib();
+    let per_sender = (rss_parked.saturating_sub(rss_before) * 1024) / N as u64;
+    eprintln!("RSS {rss_before} KiB idle, {rss_parked} KiB with {N} parked: {per_sender} B each");
+    // Reading the 4 KiB head step would hold about 4 KiB of body each.
+    assert!(
+        per_sender < 2048,
+        "{per_sender} bytes per parked sender: its body is held in memory"
+    );
+    let mut receiver = start_receiver(weir.addr, "/early-7");
+    let head = read_head(&mut receiver);
+    assert_eq!(head.status, 200);
+    assert_eq!(read_exact(&mut receiver, BODY), body);
+}

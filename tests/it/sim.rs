@@ -463,6 +463,7 @@ impl Case {
             max_streaming_pipes: 1 + rng.below(4),
             buffer_size: [16usize, 100, 1024, 4096, 65536][rng.below(5)],
             splice: false,
+            splice_budget: 0,
             sender_progress: match rng.below(6) {
                 0 => SenderProgress::Held,
                 1 => SenderProgress::Live,
