@@ -161,6 +161,9 @@ pub struct Config {
     /// Access rules (`--auth FILE`, docs/auth.md); `None` is an open relay
     /// (default).
     pub auth: Option<std::sync::Arc<crate::auth::Rules>>,
+    /// Where `auth` came from: reread on `SIGHUP` (a file that cannot be
+    /// read or parsed keeps the rules in use).
+    pub auth_file: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` on this address; the public
     /// addresses then answer `/metrics` with `404` (default none: `/metrics`
     /// on every address).
@@ -206,6 +209,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             auth: None,
+            auth_file: None,
             metrics_listen: None,
         }
     }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use weir::reactor::access::{load_rules, read_small};
 use weir::{Config, Server};
 
 /// One command-line flag: name, value name (empty for switches), help.
@@ -100,10 +101,11 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "auth",
         value: "FILE",
-        help: "access rules: who may send and receive where (docs/auth.md); default deny for what they do not cover",
+        help: "access rules: who may send and receive where (docs/auth.md); default deny for what they do not cover; reread on SIGHUP",
         default: |c| if c.auth.is_some() { "set" } else { "none: an open relay" }.to_string(),
         set: |c, v| {
-            c.auth = Some(std::sync::Arc::new(load_rules(v)?));
+            c.auth = Some(std::sync::Arc::new(load_rules(Path::new(v))?));
+            c.auth_file = Some(v.into());
             Ok(())
         },
     },
@@ -422,31 +424,6 @@ const FLAGS: &[Flag] = &[
         },
     },
 ];
-
-/// Read and check a rules file, and the link key it names (a relative
-/// key path is taken from the rules file's directory).
-fn load_rules(path: &str) -> Result<weir::auth::Rules, String> {
-    let text = read_small(Path::new(path), weir::auth::MAX_RULES_BYTES)?;
-    let mut rules = weir::auth::Rules::parse(&text).map_err(|e| format!("{path}: {e}"))?;
-    if let Some(k) = rules.link_key_file() {
-        let base = Path::new(path).parent().unwrap_or(Path::new("."));
-        let key_path = base.join(k);
-        let key = read_small(&key_path, 4096)?;
-        let key = weir::auth::link::parse_key(&key)
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        rules.set_link_key(key);
-    }
-    Ok(rules)
-}
-
-/// A small text file, or a one-line reason.
-fn read_small(path: &Path, limit: usize) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > limit as u64 {
-        return Err(format!("{}: larger than {limit} bytes", path.display()));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-}
 
 /// A switch is on when given on the command line (empty value) or set to
 /// a true-ish value in the environment.

@@ -20,11 +20,12 @@
 //! Nothing logged here holds a secret: no header value and no query.
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use log::debug;
 use mio::Token;
 
-use crate::auth::{Actions, Decision, Request};
+use crate::auth::{Actions, Decision, Request, Rules};
 use crate::http::request::Method;
 use crate::http::Head;
 use crate::net::{Ctx, ListenerKind};
@@ -201,6 +202,32 @@ fn target<'h>(head: &Head<'h>, reserved: bool) -> Option<Target<'h>> {
     } else {
         Actions::RECEIVE
     })
+}
+
+/// Read and check a rules file, and the link key it names (a relative
+/// key path is taken from the rules file's directory); `--auth` at start
+/// and again on `SIGHUP`. The error is one line naming the file.
+pub fn load_rules(path: &Path) -> Result<Rules, String> {
+    let text = read_small(path, crate::auth::MAX_RULES_BYTES)?;
+    let mut rules = Rules::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(k) = rules.link_key_file() {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let key_path = base.join(k);
+        let key = read_small(&key_path, 4096)?;
+        let key = crate::auth::link::parse_key(&key)
+            .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        rules.set_link_key(key);
+    }
+    Ok(rules)
+}
+
+/// A small text file, or a one-line reason.
+pub fn read_small(path: &Path, limit: usize) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > limit as u64 {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

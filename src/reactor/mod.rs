@@ -435,12 +435,15 @@ impl Server {
         Sock::Plain(sock)
     }
 
-    /// `SIGHUP`: reread the certificate and key. Connections that are
-    /// running keep the settings they began with; new ones get the new
-    /// ones. A file that cannot be read keeps the old settings.
+    /// `SIGHUP`: reread the certificate and key, and the access rules.
+    /// Connections that are running keep the certificate they began with
+    /// and the decisions already made; new ones get the new settings. A
+    /// file that cannot be read or parsed keeps the old settings.
     fn reload(&mut self) {
+        let mut reloaded = false;
         #[cfg(feature = "tls")]
         if let (Some(cert), Some(key)) = (&self.ctx.config.tls_cert, &self.ctx.config.tls_key) {
+            reloaded = true;
             match crate::net::tls::load(cert, key) {
                 Ok(config) => {
                     self.tls = Some(config);
@@ -451,9 +454,20 @@ impl Server {
                 }
                 Err(e) => warn!("SIGHUP: {e}; keeping the certificate in use"),
             }
-            return;
         }
-        info!("SIGHUP: nothing to reload");
+        if let Some(file) = &self.ctx.config.auth_file {
+            reloaded = true;
+            match access::load_rules(file) {
+                Ok(rules) => {
+                    info!("SIGHUP: reloaded the access rules from {}", file.display());
+                    self.ctx.config.auth = Some(Arc::new(rules));
+                }
+                Err(e) => warn!("SIGHUP: {e}; keeping the access rules in use"),
+            }
+        }
+        if !reloaded {
+            info!("SIGHUP: nothing to reload");
+        }
     }
 
     fn maybe_resume_accept(&mut self) {

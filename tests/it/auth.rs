@@ -18,7 +18,7 @@ use crate::support::fs::TempFile;
 use crate::support::http::{assert_error, exchange, get, Response};
 use crate::support::net::{assert_no_response, connect, read_until};
 use crate::support::payload::pattern;
-use crate::support::relay::Relay;
+use crate::support::relay::{Binary, Relay};
 use crate::support::sse::SseClient;
 use crate::support::ws::{ws_recv, ws_send};
 use crate::support::DEADLINE;
@@ -659,4 +659,45 @@ fn no_secret_reaches_the_log() {
     for secret in ["wrong-token-xyz", CI, ANN, &basic, sig] {
         assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
     }
+}
+
+/// `SIGHUP` rereads the rules file: a new rule lets through what was
+/// refused, a rule taken out refuses what was let through, and a file
+/// that does not parse keeps the rules in use (and says so).
+#[test]
+fn sighup_rereads_the_rules_and_keeps_them_when_the_file_is_bad() {
+    let dir = std::env::temp_dir().join(format!("weir-auth-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth");
+    let write = |text: &str| std::fs::write(&file, text).unwrap();
+    write("allow anyone receive /old/\n");
+    let weir = Binary::start_logging(&["--auth", file.to_str().unwrap()], "info");
+    let status = |p: &str| ask(weir.addr, "GET", &format!("/status{p}"), "", b"").status;
+    assert_eq!(status("/old/a"), 200);
+    assert_eq!(status("/new/a"), 401);
+    let hup = |n: usize| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &weir.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Wait for the n-th SIGHUP line, whatever it says.
+        let deadline = Instant::now() + DEADLINE;
+        while weir.log().matches("SIGHUP: ").count() < n {
+            assert!(Instant::now() < deadline, "no SIGHUP line: {}", weir.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    write("allow anyone receive /new/\n");
+    hup(1);
+    weir.wait_log_line(&["SIGHUP: reloaded the access rules from", "auth"]);
+    assert_eq!(status("/new/a"), 200);
+    assert_eq!(status("/old/a"), 401);
+    write("allow anyone recieve /old/\n");
+    hup(2);
+    weir.wait_log_line(&["SIGHUP: ", "keeping the access rules in use"]);
+    assert_eq!(status("/new/a"), 200);
+    assert_eq!(status("/old/a"), 401);
+    drop(weir);
+    let _ = std::fs::remove_dir_all(&dir);
 }

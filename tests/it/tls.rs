@@ -220,6 +220,76 @@ mod with_tls {
         }
     }
 
+    /// A private relay over HTTPS: the credentials travel encrypted and
+    /// the gate reads them as over plain HTTP; without them, `401` with
+    /// its challenge, over TLS.
+    #[test]
+    fn a_private_relay_over_tls_checks_the_token() {
+        let certs = make("auth", &PKCS_ECDSA_P256_SHA256, false);
+        let token = "tls-token-6d0c2e4b1f";
+        let text = format!(
+            "token ci {}\nallow ci send,receive /\n",
+            weir::auth::hash_secret(token.as_bytes())
+        );
+        let rules = weir::auth::Rules::parse(&text).unwrap();
+        let (r, tls) = tls_relay(&certs, |c| {
+            c.auth = Some(std::sync::Arc::new(rules));
+            c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        });
+        let ca = ca_arg(&certs);
+        let bearer = format!("Authorization: Bearer {token}");
+        let body = pattern(1 << 20, 7);
+        let file = TempFile::new("in", &body);
+        let out = TempFile::new("out", b"");
+        let url = https(tls, "/private");
+        let (st, said, err) = curl(&[
+            "-sS",
+            "--cacert",
+            &ca,
+            "-T",
+            file.path_str(),
+            "-w",
+            "%{http_code}",
+            &url,
+        ]);
+        assert!(st.success(), "{err}");
+        assert!(
+            String::from_utf8_lossy(&said).ends_with("401"),
+            "an anonymous sender over TLS: {}",
+            String::from_utf8_lossy(&said)
+        );
+        let receiver = Curl::spawn(&[
+            "-sS",
+            "--fail",
+            "--cacert",
+            &ca,
+            "-H",
+            &bearer,
+            "-o",
+            out.path_str(),
+            &url,
+        ]);
+        let (st, _, err) = curl(&[
+            "-sS",
+            "--fail",
+            "--cacert",
+            &ca,
+            "-H",
+            &bearer,
+            "-T",
+            file.path_str(),
+            &url,
+        ]);
+        assert!(st.success(), "sender: {err}");
+        let (st, _, err) = receiver.finish();
+        assert!(st.success(), "receiver: {err}");
+        assert!(
+            std::fs::read(&out.path).unwrap() == body,
+            "the body changed"
+        );
+        r.assert_idle();
+    }
+
     #[test]
     fn plain_http_to_the_tls_address_is_told_to_use_https() {
         let certs = make("plain", &PKCS_ECDSA_P256_SHA256, false);
