@@ -168,6 +168,12 @@ pub struct Config {
     /// addresses then answer `/metrics` with `404` (default none: `/metrics`
     /// on every address).
     pub metrics_listen: Option<SocketAddr>,
+    /// Called after a burst of connections has gone and the relay's tables
+    /// have let go of what they no longer use, at most once a second: a
+    /// chance to return the allocator's free pages to the kernel (the
+    /// `weir` binary passes glibc's `malloc_trim`). `None` (the default):
+    /// nothing more.
+    pub release_memory: Option<fn()>,
 }
 
 impl Default for Config {
@@ -211,6 +217,7 @@ impl Default for Config {
             auth: None,
             auth_file: None,
             metrics_listen: None,
+            release_memory: None,
         }
     }
 }

@@ -669,6 +669,33 @@ fn sign_cmd(rest: &[String], now: u64) -> Result<String, String> {
     ))
 }
 
+/// What the relay calls once a burst has gone (`Config::release_memory`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const RELEASE_MEMORY: Option<fn()> = Some(trim_heap);
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+const RELEASE_MEMORY: Option<fn()> = None;
+
+/// glibc keeps the pages of freed memory in its heap: after 19,900
+/// connections had gone, weir's RSS stayed at 16 to 40 MiB (idle: 2.6)
+/// although every table had shrunk, because any chunk still in use high in
+/// the heap keeps everything below it. `malloc_trim(0)` hands every free
+/// page back to the kernel (MADV_DONTNEED), wherever it is; measured with
+/// scripts/fdlimit.py, RSS 5 s after the burst fell to 3.8 MiB. This is the
+/// project's one `unsafe` block; the library forbids `unsafe`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointer and has no precondition; glibc
+    // documents it as thread-safe, and it only changes which free pages
+    // stay mapped.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let now = std::time::SystemTime::now()
@@ -689,7 +716,7 @@ fn main() -> ExitCode {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("WEIR_"))
         .collect();
-    let config = match parse(args, &env) {
+    let mut config = match parse(args, &env) {
         Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Exit(text)) => {
             print!("{text}");
@@ -700,6 +727,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.release_memory = RELEASE_MEMORY;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = match Server::bind(config) {
         Ok(s) => s,

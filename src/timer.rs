@@ -149,6 +149,16 @@ fn slot_start(cur: u64, level: usize, slot: u32) -> u64 {
 }
 
 impl<T> TimerWheel<T> {
+    /// Give the entries' memory back when none is held (after a burst of
+    /// connections has gone). Handles index the entries, so while any is
+    /// held they stay where they are.
+    pub fn shrink_if_empty(&mut self) {
+        if self.len == 0 && self.entries.capacity() > 0 {
+            self.entries = Vec::new();
+            self.free_head = NIL;
+        }
+    }
+
     /// Creates an empty wheel. Ticks are counted from `origin`; `tick` is
     /// raised to at least 1 ms. `slots` is accepted for compatibility and
     /// ignored: the wheel has [`LEVELS`] levels of 64 slots, which covers
@@ -511,6 +521,27 @@ mod tests {
     fn wheel(slots: usize) -> (Instant, TimerWheel<u32>) {
         let t0 = Instant::now();
         (t0, TimerWheel::new(t0, ms(10), slots))
+    }
+
+    #[test]
+    fn an_emptied_wheel_gives_its_entries_back_and_keeps_working() {
+        let (t0, mut w) = wheel(64);
+        let hs: Vec<Handle> = (0..1000)
+            .map(|i| w.insert(t0, ms(50 + i), i as u32))
+            .collect();
+        let kept = w.insert(t0, ms(20), 7);
+        w.shrink_if_empty();
+        assert!(w.entries.capacity() >= 1001, "shrunk while holding entries");
+        for h in hs {
+            assert!(w.cancel(h).is_some());
+        }
+        assert_eq!(w.cancel(kept), Some(7));
+        w.shrink_if_empty();
+        assert_eq!(w.entries.capacity(), 0);
+        let h = w.insert(t0, ms(20), 9);
+        assert_eq!(expire_now(&mut w, t0 + ms(40)), [9]);
+        assert_eq!(w.cancel(h), None);
+        assert_eq!(w.len(), 0);
     }
 
     fn expire_now(w: &mut TimerWheel<u32>, now: Instant) -> Vec<u32> {

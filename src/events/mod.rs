@@ -47,6 +47,12 @@ pub struct EventGauges {
 }
 
 impl Events {
+    /// Give back what the tables hold beyond what they use.
+    pub fn shrink(&mut self) {
+        self.swarms.shrink_to_fit();
+        self.topics.shrink_to_fit();
+    }
+
     /// No swarm, no topic.
     pub fn new() -> Events {
         Events::default()

@@ -90,6 +90,17 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
+    /// Give back what the connection table, the timers and the per-address
+    /// counts hold beyond what they use. Connections stay at their tokens:
+    /// only free slots past the last live one go.
+    pub fn shrink(&mut self) {
+        self.conns.shrink_to_fit();
+        self.timers.shrink_if_empty();
+        self.parked_by_ip.shrink_to_fit();
+        self.dead.shrink_to_fit();
+        self.wake.shrink_to_fit();
+    }
+
     /// A context for `config`, its clock starting at `now`.
     pub fn new(config: Config, now: Instant, hooks: Box<dyn Hooks>) -> Ctx {
         let budget = Budget::new(config.message_budget);

@@ -48,6 +48,8 @@ const LISTENER_BASE: usize = usize::MAX - 1024;
 /// The longest the loop sleeps without a deadline, so that a clock jump or
 /// a lost wake-up can never stall it for long.
 const POLL_CEILING: Duration = Duration::from_secs(1);
+/// Connection slots a table keeps without giving memory back.
+const SHRINK_ABOVE: usize = 1024;
 
 /// Rounds of wakes one turn runs before it lets the poll in (R8).
 const WAKE_ROUNDS: usize = 64;
@@ -118,6 +120,17 @@ pub struct Server {
     waker: Arc<Waker>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     grace_deadline: Option<Instant>,
+    /// When the tables last gave memory back ([`Server::maybe_shrink`]).
+    shrunk: Shrunk,
+}
+
+/// The last time the tables gave memory back.
+struct Shrunk {
+    at: Instant,
+    /// Connection slots left then.
+    capacity: usize,
+    /// Connections then.
+    len: usize,
 }
 
 impl Server {
@@ -189,6 +202,11 @@ impl Server {
             waker,
             signals: None,
             grace_deadline: None,
+            shrunk: Shrunk {
+                at: Instant::now(),
+                capacity: 0,
+                len: 0,
+            },
         })
     }
 
@@ -291,6 +309,7 @@ impl Server {
             self.run_wakes();
             self.maybe_resume_accept();
             self.free_dead();
+            self.maybe_shrink();
             if let Some(deadline) = self.grace_deadline {
                 if self.ctx.conns.is_empty() {
                     info!("all connections done; stopped");
@@ -313,6 +332,46 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// After a burst has gone, give its memory back: when fewer than a
+    /// quarter of the connection table's slots are in use (and it has
+    /// room for more than [`SHRINK_ABOVE`]), every table lets go of what
+    /// it does not use, at most once per [`POLL_CEILING`], and then
+    /// `config.release_memory` runs (the binary's returns the allocator's
+    /// free pages to the kernel). Each step is linear in its table, as
+    /// its growth was.
+    fn maybe_shrink(&mut self) {
+        let (cap, len) = (self.ctx.conns.capacity(), self.ctx.conns.len());
+        // Again only once the table has grown since, or the connections
+        // have fallen to a quarter of what they were at the last time: a
+        // connection left high in the table (which keeps it from
+        // shrinking) does not bring this back every second.
+        let news = cap > self.shrunk.capacity || len * 4 <= self.shrunk.len;
+        if cap <= SHRINK_ABOVE
+            || len * 4 >= cap
+            || !news
+            || self.shrunk.at + POLL_CEILING > self.ctx.now
+        {
+            return;
+        }
+        self.ctx.shrink();
+        self.fam.relay.shrink();
+        self.fam.events.shrink();
+        self.fam.ws.shrink();
+        self.fam.sockjs.shrink();
+        if let Some(release) = self.ctx.config.release_memory {
+            release();
+        }
+        self.shrunk = Shrunk {
+            at: self.ctx.now,
+            capacity: self.ctx.conns.capacity(),
+            len,
+        };
+        debug!(
+            "gave back table memory: connection slots {cap} -> {}",
+            self.shrunk.capacity
+        );
     }
 
     fn poll_timeout(&self) -> Duration {

@@ -217,6 +217,14 @@ pub struct RelayGauges {
 }
 
 impl Table {
+    /// Give back what the tables hold beyond what they use (pipes stay
+    /// at their IDs: only free entries past the last one go).
+    pub fn shrink(&mut self) {
+        self.pipes.shrink_to_fit();
+        self.paths.shrink_to_fit();
+        self.queued.shrink_to_fit();
+    }
+
     /// An empty relay.
     pub fn new(limits: Limits) -> Table {
         let pool = RingPool::new(limits.buffer_size, limits.max_streaming_pipes, 4);

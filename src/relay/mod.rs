@@ -97,6 +97,12 @@ impl Env for CtxEnv<'_> {
 }
 
 impl Relay {
+    /// See [`Table::shrink`].
+    pub fn shrink(&mut self) {
+        self.table.shrink();
+        self.fx.shrink_to_fit();
+    }
+
     /// A relay with the limits of `ctx`'s configuration.
     pub fn new(config: &crate::config::Config) -> Relay {
         Relay {

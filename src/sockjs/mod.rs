@@ -202,6 +202,14 @@ fn finish_head(out: &mut Vec<u8>, minor: u8, len: Option<usize>, keep: bool) {
 }
 
 impl SockJs {
+    /// Give back what the tables hold beyond what they use (sessions stay
+    /// at their keys: only free entries past the last one go).
+    pub fn shrink(&mut self) {
+        self.sessions.shrink_to_fit();
+        self.index.shrink_to_fit();
+        self.channels.shrink_to_fit();
+    }
+
     /// Gauges counted from the tables.
     pub fn gauges(&self) -> SjGauges {
         SjGauges {

@@ -160,6 +160,13 @@ pub fn attach(ctx: &mut Ctx, t: Token, state: State) {
 }
 
 impl WebSockets {
+    /// Give back what the tables hold beyond what they use.
+    pub fn shrink(&mut self) {
+        self.waiting.shrink_to_fit();
+        self.running.shrink_to_fit();
+        self.reports.shrink_to_fit();
+    }
+
     /// Gauges counted from the tables.
     pub fn gauges(&self) -> WsGauges {
         WsGauges {
