@@ -1,6 +1,8 @@
 //! The chunked decoder gives the same payload, end and error whether a body
-//! arrives whole, split at a point the input chooses, or a byte at a time;
-//! and the encoder's output, written through a socket that takes what the
+//! arrives whole, split at a point the input chooses, or a byte at a time,
+//! or when the caller moves each chunk's payload itself (`data_owed`,
+//! `skip_data`, as the relay's pump does into its ring); and the encoder's
+//! output, written through a socket that takes what the
 //! input says, decodes back to the payload.
 //!
 //! Input: two bytes of split point, then the body (also the payload).
@@ -34,6 +36,34 @@ fn decode(parts: &[&[u8]]) -> Outcome {
         }
     }
     Ok((out, false, total))
+}
+
+/// The relay's way: while a chunk owes payload, take up to `step` bytes of
+/// it without the decoder (`skip_data`); read framing `step` bytes at a
+/// time through `decode`.
+fn decode_skipping(body: &[u8], step: usize) -> Outcome {
+    let mut dec = ChunkedDecoder::new();
+    let (mut out, mut pos) = (Vec::new(), 0);
+    while pos < body.len() {
+        let owed = dec.data_owed();
+        if owed > 0 {
+            let n = (owed.min(step as u64) as usize).min(body.len() - pos);
+            out.extend_from_slice(&body[pos..pos + n]);
+            dec.skip_data(n as u64);
+            assert_eq!(dec.data_owed(), owed - n as u64);
+            pos += n;
+            continue;
+        }
+        let end = (pos + step).min(body.len());
+        let d = dec.decode(&body[pos..end])?;
+        out.extend_from_slice(&body[pos..][d.data]);
+        pos += d.consumed;
+        if d.done {
+            return Ok((out, true, pos));
+        }
+        assert!(d.consumed > 0, "stalled before the end");
+    }
+    Ok((out, false, pos))
 }
 
 /// Takes as many bytes per write as the next script byte says; 0 blocks
@@ -126,6 +156,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(decode(&[x, y]), whole, "split at {cut}");
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
     assert_eq!(decode(&bytes), whole, "byte at a time");
+    let step = cut % 17 + 1;
+    assert_eq!(decode_skipping(body, step), whole, "payload moved by the caller, step {step}");
 
     let framed = encode(body, data);
     assert_eq!(decode(&[&framed]), Ok((body.to_vec(), true, framed.len())));

@@ -114,6 +114,8 @@ pub struct ChunkedDecoder {
     ext_len: usize,
     trailer_len: usize,
     error: Option<ChunkedError>,
+    /// The size of the last chunk begun.
+    last_size: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -151,12 +153,45 @@ impl ChunkedDecoder {
             ext_len: 0,
             trailer_len: 0,
             error: None,
+            last_size: 0,
         }
     }
 
     /// True once the whole chunked body (through its final CRLF) is consumed.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Payload bytes the current chunk still owes while the decoder is
+    /// inside one; `0` while it reads framing (or has failed). A caller
+    /// may move that many bytes itself, straight to where the payload goes,
+    /// and report them with [`ChunkedDecoder::skip_data`].
+    pub fn data_owed(&self) -> u64 {
+        if self.state == State::Data && self.error.is_none() {
+            self.size
+        } else {
+            0
+        }
+    }
+
+    /// The size of the last chunk begun (0 before the first): a caller
+    /// choosing how much framing to read at once can tell large chunks
+    /// from small ones.
+    pub fn last_chunk_size(&self) -> u64 {
+        self.last_size
+    }
+
+    /// Count `n` payload bytes (at most [`ChunkedDecoder::data_owed`]) that
+    /// the caller moved itself, as [`ChunkedDecoder::decode`] would have.
+    pub fn skip_data(&mut self, n: u64) {
+        let n = n.min(self.data_owed());
+        if n == 0 {
+            return;
+        }
+        self.size -= n;
+        if self.size == 0 {
+            self.state = State::DataCr;
+        }
     }
 
     /// Consume framing and at most one payload span from `input`.
@@ -267,6 +302,7 @@ impl ChunkedDecoder {
                     self.trailer_len = 0;
                     self.state = State::TrailerStart;
                 } else {
+                    self.last_size = self.size;
                     self.state = State::Data;
                 }
             }
@@ -528,6 +564,39 @@ mod tests {
         (b"1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n", b"x", 11),
         (b"1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n", b"abcdefghijklmnopqrstuvwxyz", 37),
     ];
+
+    /// What the relay's pump does: a chunk's payload is moved by the caller
+    /// (`data_owed`, `skip_data`), framing goes through `decode`.
+    #[test]
+    fn payload_moved_by_the_caller_decodes_the_same() {
+        for &(input, payload, consumed) in VALID {
+            for step in 1..=input.len() {
+                let mut dec = ChunkedDecoder::new();
+                let (mut out, mut pos) = (Vec::new(), 0);
+                while !dec.is_done() {
+                    let owed = dec.data_owed();
+                    if owed > 0 {
+                        let n = (owed as usize).min(step).min(input.len() - pos);
+                        out.extend_from_slice(&input[pos..pos + n]);
+                        dec.skip_data(n as u64);
+                        pos += n;
+                        continue;
+                    }
+                    let end = (pos + step).min(input.len());
+                    let d = dec.decode(&input[pos..end]).unwrap();
+                    out.extend_from_slice(&input[pos..][d.data]);
+                    pos += d.consumed;
+                    assert!(d.consumed > 0 || d.done, "stalled");
+                }
+                assert_eq!((out.as_slice(), pos), (payload, consumed), "step {step}");
+            }
+        }
+        // Framing owes nothing, and skipping there changes nothing.
+        let mut dec = ChunkedDecoder::new();
+        assert_eq!(dec.data_owed(), 0);
+        dec.skip_data(5);
+        assert_eq!(dec.decode(b"3\r\nabc").unwrap().data, 3..6);
+    }
 
     #[test]
     fn valid_bodies_decode_the_same_at_every_split() {

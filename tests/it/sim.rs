@@ -396,7 +396,11 @@ fn chunk_encode(rng: &mut Rng, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = content;
     while !rest.is_empty() {
-        let n = 1 + rng.below(rest.len().min(3000));
+        // Mostly small chunks; some large enough (4 KiB and more) that the
+        // pump reads their payload straight into the ring and only the
+        // framing between them through its scratch buffer.
+        let most = if rng.chance(25) { 24_000 } else { 3000 };
+        let n = 1 + rng.below(rest.len().min(most));
         write!(out, "{n:x}").unwrap();
         if rng.chance(10) {
             out.extend_from_slice(b";ext=1");
