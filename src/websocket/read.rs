@@ -217,16 +217,21 @@ fn fill(conns: &mut Slab<Conn>, pool: &BufPool, t: Token) -> Option<Stop> {
         // rather than memory growing past the bound.
         return Some(Stop::Failed(WsError::Busy));
     };
-    match wire::read_into(side.sock, side.ready, side.read_eof, buf) {
+    let n = match wire::read_into(side.sock, side.ready, side.read_eof, buf) {
         Io::Moved(n) => {
             ws.start = 0;
             ws.end = n;
             ws.need_input = false;
-            None
+            n
         }
-        Io::WouldBlock => Some(Stop::Idle),
-        Io::Eof | Io::Failed(_) => Some(Stop::Gone),
+        Io::WouldBlock => return Some(Stop::Idle),
+        Io::Eof | Io::Failed(_) => return Some(Stop::Gone),
+    };
+    // Frame bytes read count as the request's `in=` in its access line.
+    if let Some(a) = conns.get_mut(t.0).and_then(|c| c.access.as_mut()) {
+        a.read += n as u64;
     }
+    None
 }
 
 /// Queue the pong `ws` owes, if its output is between frames and its

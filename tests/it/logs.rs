@@ -83,3 +83,51 @@ fn the_forwarded_client_is_logged_only_behind_a_trusted_proxy() {
     assert!(line.contains("] 127.0.0.1 GET"), "{line}");
     assert!(!plain.log().contains("203.0.113.9"), "{}", plain.log());
 }
+
+/// A WebSocket pipe's access lines count the frame bytes each side sent
+/// (`in=`), not only what it was sent.
+#[test]
+fn a_websocket_pipe_logs_the_bytes_each_side_sent() {
+    use crate::support::ws::{ws_answer_close, ws_close_of, ws_connect, ws_recv, ws_send};
+    use weir::websocket::codec::OpCode;
+    let relay = Binary::start_logging(&[], "info");
+    let mut a = ws_connect(relay.addr, "/ws-logged");
+    let mut b = ws_connect(relay.addr, "/ws-logged");
+    let data = pattern(1000, 3);
+    ws_send(&mut a, true, OpCode::Binary, &data);
+    let got = ws_recv(&mut b).expect("a frame");
+    assert_eq!(got.payload, data);
+    ws_send(&mut a, true, OpCode::Close, &1000u16.to_be_bytes());
+    let close = ws_recv(&mut b).expect("the close");
+    assert_eq!(ws_close_of(&close).0, 1000);
+    ws_answer_close(&mut b, &1000u16.to_be_bytes());
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+    };
+    // Both lines, waited for (each is written when its side closes).
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    let log = loop {
+        let log = relay.log();
+        if log.matches("GET /ws-logged 101").count() >= 2 {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two access lines: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let both: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("GET /ws-logged 101"))
+        .collect();
+    assert_eq!(both.len(), 2, "{log}");
+    // a sent one 1,000-byte frame (8 bytes of masked header) and a close
+    // (2 + 4 + 2); b sent its answering close.
+    let ins: Vec<u64> = both.iter().map(|l| field(l, "in")).collect();
+    assert!(ins.contains(&1016) && ins.contains(&8), "{both:?}");
+}
