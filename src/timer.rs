@@ -99,6 +99,9 @@ pub struct TimerWheel<T> {
     /// Bit `s` of `occupied[l]` is set iff level `l` slot `s` is non-empty.
     occupied: [u64; LEVELS],
     entries: Vec<Entry<T>>,
+    /// The generation new entries start at: above every generation a
+    /// handle could hold from before [`TimerWheel::shrink_if_empty`].
+    generation_floor: u32,
     free_head: u32,
     len: usize,
     /// First tick not yet fully processed.
@@ -152,8 +155,14 @@ impl<T> TimerWheel<T> {
     /// Give the entries' memory back when none is held (after a burst of
     /// connections has gone). Handles index the entries, so while any is
     /// held they stay where they are.
+    ///
+    /// Entries made after it start above every generation used before, so
+    /// a handle kept from before stays stale (rule R11) and can never
+    /// cancel a newer timer at the same index.
     pub fn shrink_if_empty(&mut self) {
         if self.len == 0 && self.entries.capacity() > 0 {
+            let top = self.entries.iter().map(|e| e.generation).max().unwrap_or(0);
+            self.generation_floor = self.generation_floor.max(top.wrapping_add(1));
             self.entries = Vec::new();
             self.free_head = NIL;
         }
@@ -180,6 +189,7 @@ impl<T> TimerWheel<T> {
             occupied: [0; LEVELS],
             entries: Vec::new(),
             free_head: NIL,
+            generation_floor: 0,
             len: 0,
             cur: 0,
             min: None,
@@ -241,7 +251,7 @@ impl<T> TimerWheel<T> {
                 .filter(|&i| i != NIL)
                 .expect("TimerWheel: more than u32::MAX - 1 live entries");
             self.entries.push(Entry {
-                generation: 0,
+                generation: self.generation_floor,
                 value: Some(value),
                 deadline,
                 tick,
@@ -542,6 +552,27 @@ mod tests {
         assert_eq!(expire_now(&mut w, t0 + ms(40)), [9]);
         assert_eq!(w.cancel(h), None);
         assert_eq!(w.len(), 0);
+    }
+
+    /// A handle from before a shrink stays stale: it cannot cancel the
+    /// timer that now sits at its index (R11).
+    #[test]
+    fn a_handle_from_before_a_shrink_cannot_cancel_a_newer_timer() {
+        let (t0, mut w) = wheel(64);
+        let old = w.insert(t0, ms(50), 1);
+        assert_eq!(w.cancel(old), Some(1));
+        w.shrink_if_empty();
+        let new = w.insert(t0, ms(50), 2);
+        assert_eq!(w.cancel(old), None, "a stale handle cancelled a new timer");
+        assert_eq!(w.cancel(new), Some(2));
+        // Never cancelled: a handle taken before the shrink, still stale.
+        let (t0, mut w) = wheel(64);
+        let fired = w.insert(t0, ms(10), 3);
+        assert_eq!(expire_now(&mut w, t0 + ms(30)), [3]);
+        w.shrink_if_empty();
+        let again = w.insert(t0 + ms(30), ms(10), 4);
+        assert_eq!(w.cancel(fired), None);
+        assert_eq!(w.cancel(again), Some(4));
     }
 
     fn expire_now(w: &mut TimerWheel<u32>, now: Instant) -> Vec<u32> {

@@ -99,7 +99,8 @@ fn the_private_drop_in_runs_a_private_relay() {
     let hashed = weir::auth::hash_secret(token.as_bytes());
     let rules = format!("token ci {hashed}\nsigned-links link.key\nallow ci send /\n");
     std::fs::write(creds.join("auth"), rules).unwrap();
-    let metrics = free_port();
+    // The metrics address: port 0, read back from weir's log.
+    let metrics = "127.0.0.1:0".to_string();
     // weir's --listen comes from Binary (a free port); the rest as written.
     let mut args: Vec<String> = Vec::new();
     let mut words = exec.split_whitespace();
@@ -116,8 +117,10 @@ fn the_private_drop_in_runs_a_private_relay() {
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let relay = Binary::start(&args);
+    let relay = Binary::start_logging(&args, "info");
     let addr = relay.addr;
+    let line = relay.wait_log_line(&["serving /metrics and /healthz on http://"]);
+    let metrics = line.rsplit("http://").next().unwrap().trim().to_string();
 
     let put = |headers: &str| {
         let req = format!(
@@ -147,11 +150,6 @@ fn the_private_drop_in_runs_a_private_relay() {
     assert_eq!((got.status, got.body.as_slice()), (200, &b"hello"[..]));
     drop(relay);
     let _ = std::fs::remove_dir_all(&creds);
-}
-
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 /// `weir sign` for `path`, receive only, an hour.

@@ -493,6 +493,9 @@ fn families(balancer: Balancer) {
             "ID {id} has no instance prefix"
         );
         *made_by.entry(instance_of(&id).to_string()).or_insert(0) += 1;
+        // Its status, asked through the balancer, comes from its maker.
+        let st = get(lb, &format!("/status/s/{id}")).text();
+        assert!(st.contains("\"sender\":true"), "/status/s/{id}: {st}");
         let r = parse_response(&read_to_end(&mut start_receiver(lb, &format!("/s/{id}"))));
         assert_eq!((r.status, sha256(&r.body)), (200, sha256(&body)), "/s/{id}");
         let done = sender.finish();

@@ -396,10 +396,10 @@ fn chunk_encode(rng: &mut Rng, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = content;
     while !rest.is_empty() {
-        // Mostly small chunks; some large enough (4 KiB and more) that the
-        // pump reads their payload straight into the ring and only the
+        // Mostly small chunks; some large enough (32 KiB and more) that
+        // the pump reads their payload straight into the ring and only the
         // framing between them through its scratch buffer.
-        let most = if rng.chance(25) { 24_000 } else { 3000 };
+        let most = if rng.chance(25) { 150_000 } else { 3000 };
         let n = 1 + rng.below(rest.len().min(most));
         write!(out, "{n:x}").unwrap();
         if rng.chance(10) {
@@ -424,7 +424,7 @@ fn payload(rng: &mut Rng) -> Vec<u8> {
         0 => 0,
         1..=6 => rng.below(3000),
         7 | 8 => rng.below(20_000),
-        _ => rng.below(70_000),
+        _ => rng.below(140_000),
     };
     let mut p = rng.bytes(len);
     for b in &mut p {
