@@ -688,37 +688,12 @@ fn ingress(
         return Ingress::Moved(moved);
     }
     let fast = d.multipart.is_none();
-    let outcome = match (&mut d.decoder, fast) {
-        (BodyDecoder::Length { remaining }, true) => {
-            let want = (*remaining).min(room as u64) as usize;
-            match flow.buf.fill_from(io.stream, want) {
-                Ok(Filled::Eof) => {
-                    *io.read_eof = true;
-                    io.ready.event.remove(Ready::READABLE);
-                    Io::Eof
-                }
-                Ok(Filled::Moved(n)) => {
-                    *remaining -= n as u64;
-                    d.body_bytes += n as u64;
-                    env.metrics().bytes_relayed += n as u64;
-                    moved += n;
-                    if *remaining == 0 {
-                        return finish_body(d);
-                    }
-                    Io::Moved(n)
-                }
-                Ok(Filled::Blocked { socket_empty }) => {
-                    if socket_empty {
-                        io.ready.event.remove(Ready::READABLE);
-                    }
-                    Io::WouldBlock
-                }
-                Err(e) => Io::Failed(e),
-            }
-        }
-        // Inside a chunk: its payload goes straight from the socket to the
-        // ring, as a `Content-Length` body does; only framing (and what
-        // comes with it) passes through `scratch` and the decoder.
+    // Body bytes that may go straight from the socket to the ring: the rest
+    // of a `Content-Length` body, or of a chunk that still owes at least
+    // `DIRECT_MIN` (only framing, and what comes with it, needs `scratch`
+    // and the decoder).
+    let direct = match (&d.decoder, fast) {
+        (BodyDecoder::Length { remaining }, true) => Some(*remaining),
         (BodyDecoder::Chunked(dec), true) if dec.data_owed() >= DIRECT_MIN => {
             let allowed = if limit == 0 {
                 u64::MAX
@@ -728,30 +703,45 @@ fn ingress(
             if allowed == 0 {
                 return Ingress::Cut(over_limit(limit));
             }
-            let want = dec.data_owed().min(allowed).min(room as u64) as usize;
-            match flow.buf.fill_from(io.stream, want) {
-                Ok(Filled::Eof) => {
-                    *io.read_eof = true;
-                    io.ready.event.remove(Ready::READABLE);
-                    Io::Eof
-                }
-                Ok(Filled::Moved(n)) => {
-                    dec.skip_data(n as u64);
-                    d.body_bytes += n as u64;
-                    env.metrics().bytes_relayed += n as u64;
-                    moved += n;
-                    Io::Moved(n)
-                }
-                Ok(Filled::Blocked { socket_empty }) => {
-                    if socket_empty {
-                        io.ready.event.remove(Ready::READABLE);
-                    }
-                    Io::WouldBlock
-                }
-                Err(e) => Io::Failed(e),
-            }
+            Some(dec.data_owed().min(allowed))
         }
-        _ => {
+        _ => None,
+    };
+    let outcome = match direct {
+        Some(owed) => match flow
+            .buf
+            .fill_from(io.stream, owed.min(room as u64) as usize)
+        {
+            Ok(Filled::Eof) => {
+                *io.read_eof = true;
+                io.ready.event.remove(Ready::READABLE);
+                Io::Eof
+            }
+            Ok(Filled::Moved(n)) => {
+                d.body_bytes += n as u64;
+                env.metrics().bytes_relayed += n as u64;
+                moved += n;
+                match &mut d.decoder {
+                    BodyDecoder::Length { remaining } => {
+                        *remaining -= n as u64;
+                        if *remaining == 0 {
+                            return finish_body(d);
+                        }
+                    }
+                    BodyDecoder::Chunked(dec) => dec.skip_data(n as u64),
+                    BodyDecoder::UntilClose => {}
+                }
+                Io::Moved(n)
+            }
+            Ok(Filled::Blocked { socket_empty }) => {
+                if socket_empty {
+                    io.ready.event.remove(Ready::READABLE);
+                }
+                Io::WouldBlock
+            }
+            Err(e) => Io::Failed(e),
+        },
+        None => {
             // Between large chunks, read the end of the chunk and little
             // more than the framing after it, so that the next payload is
             // read straight into the ring.
