@@ -41,8 +41,8 @@
 //! A module uses only modules of its own layer or below.
 //!
 //! - **Support** (no I/O, no protocol state): [`config`], [`ids`], [`json`],
-//!   [`form`], [`metrics`], [`hooks`], [`budget`], [`auth`] (access rules,
-//!   signed links).
+//!   [`form`], [`metrics`], [`hooks`], [`budget`], [`encoding`] (hex,
+//!   base64), [`auth`] (access rules, signed links).
 //! - **Sans-io edges**: [`http`] (heads, answers, chunked, multipart, short
 //!   bodies, what a proxy forwards), [`help`] (the help text, from a head),
 //!   [`page`] (the browser page, `/noscript` and the QR encoder), [`ring`],
@@ -66,6 +66,7 @@
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod encoding;
 pub mod events;
 pub mod form;
 pub mod help;

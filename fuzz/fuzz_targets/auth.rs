@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir::auth::text::{base64_decode, base64_encode};
+use weir::encoding::{base64_decode, base64_encode};
 use weir::auth::{link, Actions, Decision, Request, Rules};
 
 const KEY: [u8; 32] = [9; 32];

@@ -27,14 +27,13 @@
 //! out: no socket, no clock, no file. `src/main.rs` reads the files.
 
 pub mod link;
-pub mod text;
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use text::{base64url, hex};
+pub use crate::encoding::{base64url, hex};
 
 /// Largest rules file accepted, in bytes.
 pub const MAX_RULES_BYTES: usize = 1 << 20;
@@ -446,7 +445,7 @@ impl Rules {
         let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("basic") {
-            let Some(decoded) = text::base64_decode(rest) else {
+            let Some(decoded) = crate::encoding::base64_decode(rest) else {
                 return Identity::Wrong;
             };
             let Some(colon) = decoded.iter().position(|&b| b == b':') else {

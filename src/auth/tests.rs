@@ -1,5 +1,5 @@
-use super::text::base64_encode;
 use super::*;
+use crate::encoding::base64_encode;
 
 fn rules(extra: &str) -> Rules {
     let text = format!(

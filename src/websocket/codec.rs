@@ -83,29 +83,7 @@ pub mod close {
 // ---------------------------------------------------------------------------
 // Handshake keys
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 (RFC 4648 §4) with `=` padding.
-pub fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        // `chunk.len() + 1` sextets carry data; the rest of the quad is padding.
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[(n >> (18 - 6 * i) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use crate::encoding::base64_encode;
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64(SHA-1(key +
 /// GUID)) (RFC 6455 §4.2.2). Surrounding whitespace of the header value is

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use weir::auth::{hash_secret, link, text::base64_encode, Actions, Rules};
+use weir::auth::{hash_secret, link, Actions, Rules};
+use weir::encoding::base64_encode;
 use weir::websocket::codec::OpCode;
 
 use crate::support::curl::{curl, Curl};

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("hooks", 0),
     ("budget", 0),
     ("auth", 0),
+    ("encoding", 0),
     // Sans-io edges.
     ("http", 1),
     ("help", 1),

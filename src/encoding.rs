@@ -1,7 +1,7 @@
-//! The few encodings access control needs: hex (digests, keys), standard
-//! base64 decoding (HTTP Basic), unpadded base64url encoding (link
-//! signatures). Small enough to write here; the decoder is fuzzed with the
-//! rules parser (`fuzz/fuzz_targets/auth.rs`).
+//! The byte encodings the relay needs: hex (digests, keys), standard
+//! base64 (the WebSocket accept key; HTTP Basic credentials, decoded),
+//! unpadded base64url (link signatures). Small enough to write here; the
+//! decoder is fuzzed with the access rules (`fuzz/fuzz_targets/auth.rs`).
 
 /// Lowercase hex.
 pub mod hex {
@@ -85,8 +85,7 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `bytes` in standard base64 with padding (tests and the fuzz target
-/// round-trip through it).
+/// `bytes` in standard base64 (RFC 4648 §4) with `=` padding.
 pub fn base64_encode(bytes: &[u8]) -> String {
     let mut s = encode(bytes, STANDARD);
     while s.len() % 4 != 0 {
