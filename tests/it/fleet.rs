@@ -71,22 +71,12 @@ impl Balancer {
     /// Whether it is installed. When it is not: panics with
     /// `WEIR_FLEET_TESTS=1`, otherwise prints a notice and returns `false`.
     fn available(self, test: &str) -> bool {
-        if Path::new(self.binary()).exists() {
-            return true;
-        }
-        let msg = format!(
-            "fleet test {test} cannot run: {} is missing (Debian package `{}`)",
+        crate::proxy::program_available(
             self.binary(),
-            self.name()
-        );
-        if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-            panic!("{msg} ({REQUIRE_VAR}=1 requires the fleet tests)");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: skipping {msg} (set {REQUIRE_VAR}=1 to make this a failure)"
-        );
-        false
+            self.name(),
+            &format!("fleet {test}"),
+            &[REQUIRE_VAR],
+        )
     }
 }
 
