@@ -65,6 +65,10 @@ pub struct Gauges {
     pub ws_waiting: usize,
     /// WebSocket pipes bridged.
     pub ws_bridged: usize,
+    /// WebSocket input buffers taken from their pool.
+    pub ws_inbufs: usize,
+    /// WebSocket pipe output rings taken from their pool.
+    pub ws_rings: usize,
     /// SockJS sessions.
     pub sockjs_sessions: usize,
     /// SockJS channels with members.
@@ -162,6 +166,14 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     );
     let _ = writeln!(o, "weir_ws_pipes{{state=\"waiting\"}} {}", g.ws_waiting);
     let _ = writeln!(o, "weir_ws_pipes{{state=\"bridged\"}} {}", g.ws_bridged);
+    family(
+        &mut o,
+        "weir_ws_buffers",
+        "gauge",
+        "WebSocket buffers in use: input buffers, and pipe output rings.",
+    );
+    let _ = writeln!(o, "weir_ws_buffers{{kind=\"input\"}} {}", g.ws_inbufs);
+    let _ = writeln!(o, "weir_ws_buffers{{kind=\"ring\"}} {}", g.ws_rings);
     family(&mut o, "weir_sockjs_sessions", "gauge", "SockJS sessions.");
     let _ = writeln!(o, "weir_sockjs_sessions {}", g.sockjs_sessions);
     family(

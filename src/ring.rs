@@ -22,6 +22,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::ops::{Deref, DerefMut};
 
 /// Smallest ring; below this the per-syscall overhead dominates.
 const MIN_CAPACITY: usize = 16;
@@ -29,9 +30,13 @@ const MIN_CAPACITY: usize = 16;
 /// `next_power_of_two` from overflowing.
 const MAX_CAPACITY: usize = 1 << 30;
 
-/// A fixed-capacity byte ring addressed by absolute offsets.
-pub struct Ring {
-    buf: Box<[u8]>,
+/// A fixed-capacity byte ring addressed by absolute offsets. Its storage is
+/// a boxed slice by default ([`Ring::new`]); any owned buffer of a
+/// power-of-two length will do ([`Ring::over`]), such as one lent by a
+/// [`BufPool`](crate::budget::BufPool) that takes it back when the ring is
+/// dropped.
+pub struct Ring<B = Box<[u8]>> {
+    buf: B,
     /// Index in `buf` of the oldest held byte.
     start: usize,
     len: usize,
@@ -39,7 +44,7 @@ pub struct Ring {
     base: u64,
 }
 
-impl fmt::Debug for Ring {
+impl<B: Deref<Target = [u8]>> fmt::Debug for Ring<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The contents are client data and can be large; show the shape only.
         f.debug_struct("Ring")
@@ -64,6 +69,25 @@ impl Ring {
             len: 0,
             base: 0,
         }
+    }
+}
+
+impl<B: Deref<Target = [u8]> + DerefMut> Ring<B> {
+    /// An empty ring over `buf`, whose length must be a power of two of at
+    /// least 16 bytes (`None` otherwise): the index arithmetic masks.
+    pub fn over(buf: B) -> Option<Ring<B>> {
+        let n = buf.len();
+        (n >= MIN_CAPACITY && n.is_power_of_two()).then_some(Ring {
+            buf,
+            start: 0,
+            len: 0,
+            base: 0,
+        })
+    }
+
+    /// Gives the storage back (what it held is forgotten).
+    pub fn into_inner(self) -> B {
+        self.buf
     }
 
     /// Total bytes the ring can hold.

@@ -293,6 +293,12 @@ impl OutBuf {
         std::mem::take(&mut self.meter)
     }
 
+    /// Count `n` bytes written to the connection from elsewhere (a
+    /// WebSocket pipe's ring), after everything this buffer held.
+    pub fn count_sent(&mut self, n: usize) {
+        self.meter.sent += n as u64;
+    }
+
     /// What was written so far.
     pub fn meter(&self) -> &Meter {
         &self.meter

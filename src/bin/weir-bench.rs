@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! weir-bench --url http://127.0.0.1:8080/ [--size 1G] [--pipes N] [--chunked] [--latency]
+//! weir-bench --url http://127.0.0.1:8080/ --ws [--size 1G] [--pipes N]  # WebSocket pipes
 //! weir-bench --raw [--raw-listen ADDR] [--raw-connect ADDR]   # TCP without a relay
 //! weir-bench --park N --url URL [--park-side sender|receiver] # hold N parked clients
 //! ```
@@ -22,6 +23,12 @@
 //!   (decoded with the relay's own strict decoder) or close are accepted.
 //!   A body that ends short, or a sender response with an `[ERROR]` line,
 //!   fails the run.
+//! - `--ws` runs each pipe as two WebSocket peers on one path instead: the
+//!   sender writes binary frames of [`WS_FRAME`] bytes, masked with the
+//!   all-zero key (a legal key that leaves the payload as it is, so the
+//!   client does no per-byte work), then a close; the receiver reads the
+//!   unmasked frames, checks their payload against the pattern and counts
+//!   it, and ends at the close weir passes on.
 //! - `--size` is per pipe. Progress goes to stderr once a second; results go
 //!   to stdout as `name value` lines that scripts can pick with awk.
 //! - CPU time comes from `/proc/<pid>/stat` (user + system, plus reaped
@@ -54,6 +61,8 @@ const CHUNK: usize = 64 << 10;
 const MAX_HEAD: usize = 64 << 10;
 /// How much of a sender's response is kept to look for `[ERROR]`.
 const KEEP_RESPONSE: usize = 64 << 10;
+/// Payload bytes per WebSocket frame with `--ws`.
+const WS_FRAME: usize = 64 << 10;
 /// Rounds run before the timed latency rounds.
 const LATENCY_WARMUP: usize = 50;
 
@@ -70,6 +79,8 @@ OPTIONS:
   --size SIZE          bytes per pipe: 1G, 512M, 100K or a plain number [1G]
   --pipes N            sender/receiver pairs at once, on distinct paths [1]
   --chunked            send Transfer-Encoding: chunked (64 KiB chunks)
+  --ws                 WebSocket pipes: both peers upgrade on the path, the
+                       sender writes 64 KiB binary frames, then a close
   --latency            also time one byte crossing, ROUNDS times (one pipe)
   --rounds K           latency rounds [1000]
   --relay-pid PID      report that process's CPU seconds per GiB
@@ -117,6 +128,7 @@ struct Opts {
     size: u64,
     pipes: usize,
     chunked: bool,
+    ws: bool,
     latency: bool,
     rounds: usize,
     relay_pid: Option<u32>,
@@ -196,6 +208,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
         size: 1 << 30,
         pipes: 1,
         chunked: false,
+        ws: false,
         latency: false,
         rounds: 1000,
         relay_pid: None,
@@ -228,6 +241,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             "--size" => o.size = parse_size(&value()?)?,
             "--pipes" => o.pipes = num(value()?)? as usize,
             "--chunked" => o.chunked = true,
+            "--ws" => o.ws = true,
             "--latency" => o.latency = true,
             "--rounds" => o.rounds = num(value()?)? as usize,
             "--relay-pid" => o.relay_pid = Some(num(value()?)? as u32),
@@ -273,8 +287,11 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
     if o.park.is_some() && !matches!(o.target, Target::Http { .. }) {
         return Err("--park needs --url".into());
     }
-    if o.chunked && matches!(o.target, Target::Raw { .. }) {
-        return Err("--chunked is for HTTP relays".into());
+    if (o.chunked || o.ws) && matches!(o.target, Target::Raw { .. }) {
+        return Err("--chunked and --ws are for HTTP relays".into());
+    }
+    if o.ws && (o.chunked || o.latency || o.park.is_some()) {
+        return Err("--ws goes with --size and --pipes only".into());
     }
     Ok(Some(o))
 }
@@ -446,8 +463,8 @@ struct RespHead {
     text: String,
 }
 
-/// Read a response head (skipping `1xx` heads); returns it and the body
-/// bytes read with it.
+/// Read a response head (skipping interim `1xx` heads; `101` is final);
+/// returns it and the body bytes read with it.
 fn read_head(s: &mut TcpStream) -> io::Result<(RespHead, Vec<u8>)> {
     let mut buf = Vec::with_capacity(4096);
     let mut tmp = [0u8; 16 << 10];
@@ -455,7 +472,7 @@ fn read_head(s: &mut TcpStream) -> io::Result<(RespHead, Vec<u8>)> {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let rest = buf.split_off(end + 4);
             let head = parse_resp_head(&buf)?;
-            if (100..200).contains(&head.status) {
+            if (100..200).contains(&head.status) && head.status != 101 {
                 buf = rest;
                 continue;
             }
@@ -699,6 +716,151 @@ fn http_sender(
     finish_sender(&mut s, path)
 }
 
+// ---------------------------------------------------------------------------
+// WebSocket pipes (`--ws`).
+
+/// Upgrade a new connection to a WebSocket on `path`; returns it and the
+/// bytes read past the `101` head.
+fn ws_upgrade(addr: SocketAddr, host: &str, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut s = connect(addr)?;
+    let extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    s.write_all(http_request("GET", host, path, extra).as_bytes())?;
+    let (head, early) = read_head(&mut s)?;
+    if head.status != 101 {
+        return Err(io::Error::other(format!(
+            "websocket {path}: status {}: {}",
+            head.status,
+            head.text.lines().next().unwrap_or("")
+        )));
+    }
+    Ok((s, early))
+}
+
+/// A client frame header (masked with the all-zero key) for `len` bytes.
+fn ws_client_header(opcode: u8, len: usize) -> ([u8; 14], usize) {
+    let mut h = [0u8; 14];
+    h[0] = 0x80 | opcode;
+    let n = if len <= 125 {
+        h[1] = 0x80 | len as u8;
+        2
+    } else if len <= 0xffff {
+        h[1] = 0x80 | 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 0x80 | 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    // The four key bytes that follow are zero.
+    (h, n + 4)
+}
+
+/// The close frame a client sends: code 1000, masked with the zero key.
+fn ws_client_close() -> Vec<u8> {
+    let (h, n) = ws_client_header(0x8, 2);
+    let mut f = h[..n].to_vec();
+    f.extend_from_slice(&1000u16.to_be_bytes());
+    f
+}
+
+fn ws_sender(addr: SocketAddr, host: &str, path: &str, len: u64) -> io::Result<()> {
+    let (mut s, _) = ws_upgrade(addr, host, path)?;
+    let mut off = 0u64;
+    while off < len {
+        let data = pattern_at(off, (len - off).min(WS_FRAME as u64));
+        let (h, n) = ws_client_header(0x2, data.len());
+        write_all_parts(&mut s, [&h[..n], data, &[]])?;
+        off += data.len() as u64;
+    }
+    s.write_all(&ws_client_close())?;
+    // weir answers the close once it has passed it on; the frames before
+    // it are then all with the receiver's side.
+    let mut sink = [0u8; 1024];
+    while s.read(&mut sink)? > 0 {}
+    Ok(())
+}
+
+fn ws_receiver(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    len: u64,
+    progress: &AtomicU64,
+) -> io::Result<()> {
+    let (mut s, early) = ws_upgrade(addr, host, path)?;
+    let mut buf = vec![0u8; RECV_BUF];
+    buf[..early.len()].copy_from_slice(&early);
+    let (mut start, mut end) = (0, early.len());
+    let mut got = 0u64;
+    // Payload bytes of the current data frame still to come.
+    let mut owed = 0u64;
+    loop {
+        if owed > 0 && start < end {
+            let n = ((end - start) as u64).min(owed) as usize;
+            check(&buf[start..start + n], got)?;
+            got += n as u64;
+            progress.fetch_add(n as u64, Ordering::Relaxed);
+            owed -= n as u64;
+            start += n;
+            continue;
+        }
+        if owed == 0 {
+            if let Some((op, hl, plen)) = ws_server_header(&buf[start..end])? {
+                start += hl;
+                if op == 0x8 {
+                    break;
+                }
+                if op != 0x2 && op != 0x0 {
+                    return Err(io::Error::other(format!("websocket {path}: opcode {op}")));
+                }
+                owed = plen;
+                continue;
+            }
+            // A partial header: move it to the front, read more.
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        } else {
+            start = 0;
+            end = 0;
+        }
+        let n = s.read(&mut buf[end..])?;
+        if n == 0 {
+            return Err(io::Error::other(format!(
+                "websocket {path}: the connection ended after {got} bytes, without a close"
+            )));
+        }
+        end += n;
+    }
+    let _ = s.write_all(&ws_client_close());
+    if got != len {
+        return Err(io::Error::other(format!(
+            "websocket receiver {path}: got {got} bytes, expected {len}"
+        )));
+    }
+    Ok(())
+}
+
+/// A server frame's opcode, header length and payload length, once the
+/// whole header is in `b`.
+fn ws_server_header(b: &[u8]) -> io::Result<Option<(u8, usize, u64)>> {
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    if b[1] & 0x80 != 0 {
+        return Err(io::Error::other("a masked frame from the server"));
+    }
+    let (hl, len) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (4, u16::from_be_bytes([b[2], b[3]]) as u64),
+        127 if b.len() >= 10 => (10, u64::from_be_bytes(b[2..10].try_into().unwrap())),
+        126 | 127 => return Ok(None),
+        l => (2, l as u64),
+    };
+    Ok(Some((b[0] & 0x0f, hl, len)))
+}
+
 /// A name no other run uses, so that runs never meet each other's pipes.
 fn run_id() -> String {
     let nanos = SystemTime::now()
@@ -749,7 +911,9 @@ fn describe(o: &Opts) -> String {
     let what = match &o.target {
         Target::Http { host, prefix, .. } => format!(
             "relay http://{host}{prefix} ({})",
-            if o.chunked {
+            if o.ws {
+                "websocket"
+            } else if o.chunked {
                 "chunked"
             } else {
                 "content-length"
@@ -782,16 +946,24 @@ fn throughput(o: &Opts) -> Result<Throughput, String> {
             let id = run_id();
             for i in 0..o.pipes {
                 let path = format!("{prefix}{id}-{i}");
-                let (addr, host, chunked) = (*addr, host.clone(), o.chunked);
+                let (addr, host, chunked, ws) = (*addr, host.clone(), o.chunked, o.ws);
                 let (p, tx) = (progress.clone(), done_tx.clone());
                 let (h, pa) = (host.clone(), path.clone());
                 thread::spawn(move || {
-                    let r = http_receiver(addr, &h, &pa, len, &p).map(drop);
+                    let r = if ws {
+                        ws_receiver(addr, &h, &pa, len, &p)
+                    } else {
+                        http_receiver(addr, &h, &pa, len, &p).map(drop)
+                    };
                     let _ = tx.send(r.map_err(|e| e.to_string()));
                 });
                 let tx = done_tx.clone();
                 thread::spawn(move || {
-                    let r = http_sender(addr, &host, &path, len, chunked);
+                    let r = if ws {
+                        ws_sender(addr, &host, &path, len)
+                    } else {
+                        http_sender(addr, &host, &path, len, chunked)
+                    };
                     let _ = tx.send(r.map_err(|e| e.to_string()));
                 });
                 threads += 2;

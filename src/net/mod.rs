@@ -75,6 +75,9 @@ pub struct Ctx {
     /// Input buffers of WebSockets that are read (bridged, echo, SockJS),
     /// at most two per `--max-streaming-pipes`.
     pub ws_buffers: BufPool,
+    /// Output rings of bridged WebSocket pipe peers, taken while bytes
+    /// wait for a peer, at most two per `--max-streaming-pipes`.
+    pub ws_rings: BufPool,
     dead: Vec<Token>,
     wake: Vec<Token>,
     parked_by_ip: HashMap<IpAddr, u32>,
@@ -109,6 +112,11 @@ impl Ctx {
             config.max_streaming_pipes.saturating_mul(2),
             8,
         );
+        let ws_rings = BufPool::new(
+            crate::websocket::conn::WS_RING,
+            config.max_streaming_pipes.saturating_mul(2),
+            4,
+        );
         Ctx {
             conns: Slab::new(),
             timers: TimerWheel::new(now, Duration::from_millis(10), 1024),
@@ -120,6 +128,7 @@ impl Ctx {
             stopping: false,
             budget,
             ws_buffers,
+            ws_rings,
             dead: Vec::new(),
             wake: Vec::new(),
             parked_by_ip: HashMap::new(),

@@ -325,6 +325,8 @@ impl Families {
             }),
             ws_waiting: ws.waiting,
             ws_bridged: ws.bridged,
+            ws_inbufs: ctx.ws_buffers.counts().0,
+            ws_rings: ctx.ws_rings.counts().0,
             sockjs_sessions: sj.sessions,
             sockjs_channels: sj.channels,
         }

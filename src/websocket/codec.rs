@@ -514,27 +514,39 @@ fn decode_header(h: &[u8]) -> Result<Head, WsError> {
     })
 }
 
-/// Append a frame header to `out`. Server frames pass `mask: None`; client
-/// frames pass their masking key, and the caller then masks the payload
-/// with [`apply_mask`] (offset 0). RSV bits are 0. The length is encoded
-/// minimally; a `len` with the top bit set is not representable and is
-/// clamped to `2^63 - 1` (no valid frame is that long).
-pub fn write_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, len: u64, mask: Option<[u8; 4]>) {
+/// An unmasked (server) frame header written into `h`; returns its
+/// length. RSV bits are 0; the length is encoded minimally; a `len` with
+/// the top bit set is not representable and is clamped to `2^63 - 1` (no
+/// valid frame is that long).
+pub fn header(h: &mut [u8; MAX_HEADER], fin: bool, opcode: OpCode, len: u64) -> usize {
     let len = len.min(u64::MAX >> 1);
-    out.push(if fin { 0x80 } else { 0 } | opcode.as_u8());
-    let mbit = if mask.is_some() { 0x80 } else { 0 };
+    h[0] = if fin { 0x80 } else { 0 } | opcode.as_u8();
     if len <= 125 {
-        out.push(mbit | len as u8);
+        h[1] = len as u8;
+        2
     } else if let Ok(l) = u16::try_from(len) {
-        out.push(mbit | 126);
-        out.extend_from_slice(&l.to_be_bytes());
+        h[1] = 126;
+        h[2..4].copy_from_slice(&l.to_be_bytes());
+        4
     } else {
-        out.push(mbit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
+        h[1] = 127;
+        h[2..10].copy_from_slice(&len.to_be_bytes());
+        10
     }
+}
+
+/// Append a frame header to `out`, as [`header`] writes it. Server frames
+/// pass `mask: None`; client frames pass their masking key, and the caller
+/// then masks the payload with [`apply_mask`] (offset 0).
+pub fn write_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, len: u64, mask: Option<[u8; 4]>) {
+    let mut h = [0; MAX_HEADER];
+    let mut n = header(&mut h, fin, opcode, len);
     if let Some(m) = mask {
-        out.extend_from_slice(&m);
+        h[1] |= 0x80;
+        h[n..n + 4].copy_from_slice(&m);
+        n += 4;
     }
+    out.extend_from_slice(&h[..n]);
 }
 
 /// A whole unmasked (server) frame: header and payload.

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use mio::Token;
 
-use super::codec::{FrameParser, MessageState, OpCode, Role};
+use super::codec::{self, FrameParser, MessageState, OpCode, Role};
 use super::hixie;
 use crate::budget::{BufPool, Lease, PoolBuf};
-use crate::wire::OutBuf;
+use crate::ring::Ring;
+use crate::wire::{OutBuf, Readiness, Ready};
 
 /// Bytes one connection's outbound queue may hold. Past it, whatever fills
 /// the queue stops: the connection itself is not read (its pongs and
@@ -30,6 +31,15 @@ pub const WS_QUEUE: usize = 256 * 1024;
 
 /// Input buffer per WebSocket connection that is being read.
 pub const WS_INBUF: usize = 64 * 1024;
+
+/// The output ring of a bridged pipe peer, taken while bytes wait for it.
+pub const WS_RING: usize = 128 * 1024;
+
+/// A pipe peer stops feeding the other's queue once more than this is
+/// queued there: the step that may follow (one input buffer of payload and
+/// a frame header) and the control frames still due (a pong, a close) then
+/// always fit the other's [`WS_RING`].
+pub const WS_FEED: usize = WS_RING - WS_INBUF - 1024;
 
 /// How long weir waits for the peer's close frame after sending its own
 /// (RFC 6455 §7.1.1: the server closes TCP after the close handshake).
@@ -200,6 +210,16 @@ pub struct WsConn {
     pub(super) held_out: Vec<u8>,
     /// The parser said `NeedMore` for what is buffered.
     pub(super) need_input: bool,
+    /// A bridged pipe peer's rings ([`WS_QUEUE`] bytes each, at most two
+    /// per `--max-streaming-pipes`): set at the bridging, `None` in every
+    /// other mode, whose output is the connection's own buffer.
+    pub(super) rings: Option<BufPool>,
+    /// What is queued for a bridged pipe peer, behind whatever its own
+    /// buffer still holds (its `101`): frames forwarded from the other
+    /// peer, its pongs, its close. Taken from `rings` when something is
+    /// queued, given back once all of it is written, so a quiet pipe holds
+    /// none.
+    pub(super) ring: Option<Ring<PoolBuf>>,
 }
 
 impl WsConn {
@@ -245,6 +265,8 @@ impl WsConn {
             pong: None,
             held_out: Vec::new(),
             need_input: n == 0,
+            rings: None,
+            ring: None,
         }
     }
 
@@ -282,12 +304,104 @@ impl WsConn {
     /// Bytes queued for this connection and not yet written, given its
     /// connection's output.
     pub(super) fn queued(&self, out: &OutBuf) -> usize {
-        out.pending() + self.held_out.len()
+        out.pending() + self.held_out.len() + self.ring.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// How much may be queued for this connection before whatever feeds
+    /// it pauses: [`WS_FEED`] for a bridged pipe peer (so a step always
+    /// fits its ring), [`WS_QUEUE`] for the others.
+    pub(super) fn feed_limit(&self) -> usize {
+        if self.rings.is_some() {
+            WS_FEED
+        } else {
+            WS_QUEUE
+        }
+    }
+
+    /// Queue `bytes` for the client, behind everything queued before.
+    ///
+    /// A bridged pipe peer's bytes go to its ring: the one it holds, or
+    /// one taken from the pool when its own buffer has nothing left to
+    /// write (so the buffer's bytes, older, go first). With no ring free
+    /// they go to the buffer, as do every other mode's. Should a ring ever
+    /// lack room (the feeder's bound, [`WS_FEED`], keeps it from
+    /// happening), its bytes move to the buffer ahead of these: the order
+    /// holds either way.
+    pub(super) fn put(&mut self, out: &mut OutBuf, bytes: &[u8]) {
+        if self.awaiting_key3() {
+            self.held_out.extend_from_slice(bytes);
+            return;
+        }
+        if self.ring.is_none() && !out.is_pending() {
+            self.ring = self
+                .rings
+                .as_ref()
+                .and_then(BufPool::take)
+                .and_then(Ring::over);
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            return out.push(bytes);
+        };
+        if ring.free() < bytes.len() {
+            let (a, b) = ring.readable_from(ring.start_offset());
+            out.push(a);
+            out.push(b);
+            self.ring = None;
+            return out.push(bytes);
+        }
+        ring.push(bytes);
+    }
+
+    /// Queue a frame header (unmasked, as the server sends).
+    pub(super) fn put_header(&mut self, out: &mut OutBuf, fin: bool, op: OpCode, len: u64) {
+        let mut h = [0; codec::MAX_HEADER];
+        let n = codec::header(&mut h, fin, op, len);
+        self.put(out, &h[..n]);
+    }
+
+    /// Write what is queued while the socket takes it: the buffer, then
+    /// the ring, which goes back to the pool once empty. `Ok(true)` when
+    /// nothing is left.
+    pub(super) fn flush(
+        &mut self,
+        out: &mut OutBuf,
+        w: &mut dyn std::io::Write,
+        ready: &mut Readiness,
+    ) -> std::io::Result<bool> {
+        if !out.flush_to(w, ready)? {
+            return Ok(false);
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(true);
+        };
+        while !ring.is_empty() {
+            if !ready.event.contains(Ready::WRITABLE) {
+                return Ok(false);
+            }
+            match ring.drain_into(w, ring.start_offset(), usize::MAX) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    out.count_sent(n);
+                    ring.release_to(ring.start_offset() + n as u64);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    ready.event.remove(Ready::WRITABLE);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.ring = None;
+        Ok(true)
     }
 
     /// Where frames for this connection go: its output, or, during a
     /// hixie-76 handshake, the bytes held until the challenge answer.
     pub(super) fn out_of<'a>(&'a mut self, out: &'a mut OutBuf) -> &'a mut Vec<u8> {
+        // Only a bridged pipe peer holds a ring, and nothing written here
+        // goes to one (it would pass the ring's older bytes).
+        debug_assert!(self.ring.is_none());
         if self.awaiting_key3() {
             &mut self.held_out
         } else {
@@ -301,6 +415,118 @@ mod tests {
     use super::*;
 
     use crate::budget::Budget;
+
+    /// A socket that takes at most `room` bytes, then blocks.
+    struct Kernel {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl std::io::Write for Kernel {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = b.len().min(self.room);
+            if n == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            self.room -= n;
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writable() -> Readiness {
+        Readiness {
+            event: Ready::WRITABLE,
+            interest: Ready::WRITABLE,
+        }
+    }
+
+    fn bridged(rings: &BufPool) -> WsConn {
+        let budget = Budget::new(1 << 20);
+        let mode = WsMode::Pipe {
+            peer: Token(1),
+            key: "/x".into(),
+        };
+        let mut ws = WsConn::new(mode, 1 << 20, b"", Handshake::Rfc6455, budget.lease());
+        ws.rings = Some(rings.clone());
+        ws
+    }
+
+    #[test]
+    fn a_pipe_peers_frames_go_through_a_ring_behind_its_head() {
+        let rings = BufPool::new(64, 2, 0);
+        let mut ws = bridged(&rings);
+        let mut out = OutBuf::default();
+        out.push(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        // The head is still queued: a frame goes behind it, in the buffer.
+        ws.put(&mut out, b"one");
+        assert!(ws.ring.is_none());
+        let mut k = Kernel {
+            got: Vec::new(),
+            room: 1 << 20,
+        };
+        let mut ready = writable();
+        assert!(ws.flush(&mut out, &mut k, &mut ready).unwrap());
+        // Nothing left in the buffer: the next bytes take a ring.
+        ws.put_header(&mut out, true, OpCode::Binary, 3);
+        ws.put(&mut out, b"two");
+        assert_eq!(rings.counts().0, 1);
+        assert_eq!((out.pending(), ws.queued(&out)), (0, 5));
+        // The socket takes two bytes, then blocks: the rest stays queued.
+        k.room = 2;
+        assert!(!ws.flush(&mut out, &mut k, &mut ready).unwrap());
+        assert!(!ready.event.contains(Ready::WRITABLE));
+        assert_eq!(ws.queued(&out), 3);
+        // Written out, the ring goes back to the pool.
+        k.room = 1 << 20;
+        ready = writable();
+        assert!(ws.flush(&mut out, &mut k, &mut ready).unwrap());
+        assert_eq!(rings.counts().0, 0);
+        assert!(ws.ring.is_none());
+        assert!(k.got.ends_with(b"\r\n\r\none\x82\x03two"), "{:?}", k.got);
+        assert_eq!(
+            out.meter().sent,
+            k.got.len() as u64,
+            "the ring's bytes are counted"
+        );
+    }
+
+    #[test]
+    fn a_ring_without_room_moves_to_the_buffer_and_keeps_the_order() {
+        let rings = BufPool::new(16, 1, 0);
+        let mut ws = bridged(&rings);
+        let mut out = OutBuf::default();
+        ws.put(&mut out, b"0123456789");
+        assert_eq!(rings.counts().0, 1);
+        ws.put(&mut out, b"abcdefghij");
+        assert!(ws.ring.is_none(), "the ring went back");
+        assert_eq!(rings.counts().0, 0);
+        ws.put(&mut out, b"!");
+        let mut k = Kernel {
+            got: Vec::new(),
+            room: 1 << 20,
+        };
+        assert!(ws.flush(&mut out, &mut k, &mut writable()).unwrap());
+        assert_eq!(k.got, b"0123456789abcdefghij!");
+    }
+
+    #[test]
+    fn with_no_ring_free_the_buffer_takes_the_frames() {
+        let rings = BufPool::new(16, 0, 0);
+        let mut ws = bridged(&rings);
+        let mut out = OutBuf::default();
+        ws.put(&mut out, b"frame");
+        assert!(ws.ring.is_none());
+        assert_eq!(out.pending(), 5);
+        // Other modes never take one.
+        let mut echo = bridged(&BufPool::new(16, 1, 0));
+        echo.rings = None;
+        echo.put(&mut out, b"x");
+        assert!(echo.ring.is_none());
+    }
 
     #[test]
     fn a_waiting_socket_holds_no_input_buffer() {

@@ -267,13 +267,15 @@ impl WebSockets {
                     peer,
                     key: key.clone(),
                 };
-                let ws = WsConn::new(mode, max, &early, rfc, ctx.budget.lease());
+                let mut ws = WsConn::new(mode, max, &early, rfc, ctx.budget.lease());
+                ws.rings = Some(ctx.ws_rings.clone());
                 attach(ctx, t, State::WebSocket(Box::new(ws)));
                 if let Some((_, pw)) = parts(&mut ctx.conns, peer) {
                     pw.mode = WsMode::Pipe {
                         peer: t,
                         key: key.clone(),
                     };
+                    pw.rings = Some(ctx.ws_rings.clone());
                 }
                 ctx.disarm(peer);
                 ctx.unpark(peer);
@@ -335,9 +337,9 @@ impl WebSockets {
     /// Steps 1 and 2 of a drive. `Some((reads, waiting))` for step 3,
     /// `None` when the connection ended or its handshake finished.
     fn drive_out(&mut self, ctx: &mut Ctx, t: Token) -> Option<(bool, bool)> {
-        let (mut side, _) = parts(&mut ctx.conns, t)?;
+        let (mut side, ws) = parts(&mut ctx.conns, t)?;
         // 1. Write what is queued for it.
-        if side.flush().is_err() {
+        if side.flush(ws).is_err() {
             self.gone(ctx, t, "websocket client left");
             return None;
         }
@@ -349,7 +351,7 @@ impl WebSockets {
         let reads = !ws.failed && (ws.open() || ws.close_out == CloseOut::Sent);
         let waiting = matches!(mode, WsMode::Waiting(_)) && ws.open();
         // 2. Below the bound again: whatever it paused goes on.
-        if ws.queued(side.out) < WS_QUEUE {
+        if ws.queued(side.out) < ws.feed_limit() {
             self.pong_due(ctx, t);
             if reads && !waiting {
                 if let Some(c) = ctx.live_mut(t) {
@@ -446,12 +448,12 @@ impl WebSockets {
     /// Write what is queued for `t`; a close held back goes out, a
     /// finished handshake ends the connection, a pong owed is queued.
     fn flush(&mut self, ctx: &mut Ctx, t: Token) {
-        let Some((mut side, _)) = parts(&mut ctx.conns, t) else {
+        let Some((mut side, ws)) = parts(&mut ctx.conns, t) else {
             return;
         };
-        match side.flush() {
+        match side.flush(ws) {
             Ok(_) => {
-                if side.out.is_pending() {
+                if ws.queued(side.out) > 0 {
                     side.ready.interest.insert(Ready::WRITABLE);
                 }
                 if !self.release_close(ctx, t) && !self.done(ctx, t) {
@@ -503,8 +505,8 @@ impl WebSockets {
     /// fast enough, is closed (nobody else waits for it).
     pub fn text_to_member(&mut self, ctx: &mut Ctx, t: Token, text: &[u8]) {
         if !Self::room(ctx, t) {
-            if let Some((mut side, _)) = parts(&mut ctx.conns, t) {
-                let _ = side.flush();
+            if let Some((mut side, ws)) = parts(&mut ctx.conns, t) {
+                let _ = side.flush(ws);
             }
         }
         if Self::room(ctx, t) {
@@ -561,13 +563,11 @@ impl WebSockets {
             ws.close_out = CloseOut::Pending(payload.to_vec());
         } else {
             ws.close_out = CloseOut::Sent;
-            let hixie = ws.hixie();
-            let out = ws.out_of(side.out);
-            if hixie {
-                out.extend_from_slice(&hixie::CLOSE_FRAME);
+            if ws.hixie() {
+                ws.put(side.out, &hixie::CLOSE_FRAME);
             } else {
-                codec::write_header(out, true, OpCode::Close, payload.len() as u64, None);
-                out.extend_from_slice(payload);
+                ws.put_header(side.out, true, OpCode::Close, payload.len() as u64);
+                ws.put(side.out, payload);
             }
         }
         side.ready.interest.insert(Ready::WRITABLE);

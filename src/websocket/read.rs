@@ -52,9 +52,10 @@ pub(super) struct Side<'a> {
 }
 
 impl Side<'_> {
-    /// Write what is queued while the socket takes it.
-    pub(super) fn flush(&mut self) -> std::io::Result<bool> {
-        self.out.flush_to(self.sock, self.ready)
+    /// Write what is queued for `ws` (this connection's) while the socket
+    /// takes it.
+    pub(super) fn flush(&mut self, ws: &mut WsConn) -> std::io::Result<bool> {
+        ws.flush(self.out, self.sock, self.ready)
     }
 }
 
@@ -151,19 +152,20 @@ fn over_bound(conns: &mut Slab<Conn>, t: Token, own: bool, fwd: Option<Token>) -
         let Some((mut side, ws)) = c.and_then(|c| parts(conns, c)) else {
             continue;
         };
-        if ws.queued(side.out) <= WS_QUEUE {
+        let limit = if own { WS_QUEUE } else { ws.feed_limit() };
+        if ws.queued(side.out) <= limit {
             continue;
         }
         // Pause only when its socket is really full: that WouldBlock
         // guarantees a writable edge later, whose drive resumes this
         // reader.
-        if side.flush().is_err() {
+        if side.flush(ws).is_err() {
             if own {
                 return Err(());
             }
             continue;
         }
-        if ws.queued(side.out) > WS_QUEUE {
+        if ws.queued(side.out) > limit {
             side.ready.interest.insert(Ready::WRITABLE);
             return Ok(true);
         }
@@ -242,16 +244,17 @@ pub(super) fn write_pong(side: &mut Side<'_>, ws: &mut WsConn) -> bool {
     if ws.pong.is_none() || ws.owed > 0 || !ws.open() {
         return true;
     }
-    if side.out.pending() > WS_QUEUE {
-        let _ = side.flush();
-        if side.out.pending() > WS_QUEUE {
+    if ws.queued(side.out) > ws.feed_limit() {
+        let _ = side.flush(ws);
+        if ws.queued(side.out) > ws.feed_limit() {
             side.ready.interest.insert(Ready::WRITABLE);
             side.ready.interest.remove(Ready::READABLE);
             return false;
         }
     }
     if let Some(p) = ws.pong.take() {
-        side.out.push(&codec::frame(true, OpCode::Pong, &p));
+        ws.put_header(side.out, true, OpCode::Pong, p.len() as u64);
+        ws.put(side.out, &p);
     }
     true
 }
@@ -317,7 +320,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     WsMode::Pipe { peer, .. } => match other.as_mut() {
                         Some((side, tw)) if tw.open() => {
                             tw.owed = len;
-                            codec::write_header(side.out.buf(), fin, opcode, len, None);
+                            tw.put_header(side.out, fin, opcode, len);
                             Cur::Forward(*peer)
                         }
                         _ => Cur::Discard,
@@ -348,7 +351,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     // is still bridged to us.
                     if let Some((side, tw)) = other.as_mut() {
                         debug_assert!(matches!(ws.mode, WsMode::Pipe { peer, .. } if peer == p));
-                        side.out.push(piece);
+                        tw.put(side.out, piece);
                         tw.owed = tw.owed.saturating_sub(n as u64);
                     }
                 }

@@ -155,6 +155,8 @@ fn a_peer_that_stops_reading_holds_back_the_other() {
     ));
     // Kernel buffers plus the relay's bounded queue: far less than sent-all.
     assert!(sent_frames < 2048, "{sent_frames} frames before blocking");
+    // What the relay holds for B is in one fixed ring (nothing for A).
+    assert_eq!(relay.metric("weir_ws_buffers{kind=\"ring\"}"), 1.0);
     // B now reads; every complete frame arrives intact.
     let mut got = 0;
     while got < sent_frames {
@@ -162,6 +164,8 @@ fn a_peer_that_stops_reading_holds_back_the_other() {
         assert_eq!(hash(&f.payload), hash(&chunk));
         got += 1;
     }
+    // All of it written, the ring goes back to its pool.
+    relay.wait_metric("weir_ws_buffers{kind=\"ring\"}", 0.0);
     drop((a, b));
     relay.assert_idle();
 }
