@@ -2,7 +2,7 @@
 # Autobahn|Testsuite's fuzzing client against weir's WebSocket echo endpoint
 # (ws://127.0.0.1:PORT/sockjs/echo/websocket), over 127.0.0.1 only.
 #
-#   scripts/autobahn.sh [--no-build] [--debug] [CASES...]
+#   scripts/autobahn.sh [--no-build] [--debug] [--pipe] [CASES...]
 #
 # CASES are Autobahn case patterns, separated by spaces or commas; quote them
 # so that the shell leaves the '*' alone:
@@ -10,6 +10,11 @@
 #   scripts/autobahn.sh --debug '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*'
 #                                        # all but section 9 (CI's subset)
 #   scripts/autobahn.sh 9.1.6            # one case
+# With --pipe the fuzzing client talks to a WebSocket pipe instead
+# (ws://127.0.0.1:PORT/autobahn-pipe), whose other peer is
+# scripts/ws-echo-peer.py (Debian's python3 with websocket-client): every
+# message goes through weir twice, and closes are passed on; reports go to
+# target/autobahn-reports-pipe.
 # Sections 12 and 13 (permessage-deflate) are always excluded: weir offers
 # no extension. docs/autobahn.md has the measured results and timings.
 #
@@ -58,11 +63,13 @@ ROOT=$(pwd)
 
 DO_BUILD=1
 PROFILE=release
+PIPE=0
 PATTERNS=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) DO_BUILD=0 ;;
     --debug) PROFILE=debug ;;
+    --pipe) PIPE=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     -*) echo "autobahn.sh: unknown option $arg" >&2; exit 2 ;;
     *)
@@ -78,7 +85,13 @@ fi
 VENV=${AUTOBAHN_VENV:-$ROOT/target/autobahn-venv}
 BOOT=$ROOT/target/autobahn-bootstrap
 REQS=$ROOT/scripts/autobahn-requirements.txt
-OUTDIR=${AUTOBAHN_OUTDIR:-$ROOT/target/autobahn-reports}
+if [ "$PIPE" = 1 ]; then
+  OUTDIR=${AUTOBAHN_OUTDIR:-$ROOT/target/autobahn-reports-pipe}
+  /usr/bin/python3 -c 'import websocket' 2>/dev/null \
+    || { echo "autobahn.sh: --pipe needs Debian's python3-websocket (apt-get install python3-websocket)" >&2; exit 2; }
+else
+  OUTDIR=${AUTOBAHN_OUTDIR:-$ROOT/target/autobahn-reports}
+fi
 TIMEOUT=${AUTOBAHN_TIMEOUT:-3600}
 VIRTUALENV_VERSION=16.7.12
 
@@ -221,9 +234,10 @@ WEIR=$ROOT/target/$PROFILE/weir
 
 WEIR_PID=
 WSTEST_PID=
+PEER_PID=
 cleanup() {
   local pid
-  for pid in $WSTEST_PID $WEIR_PID; do
+  for pid in $WSTEST_PID $PEER_PID $WEIR_PID; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -253,7 +267,11 @@ mkdir -p "$OUTDIR"
 find "$OUTDIR" -maxdepth 1 -type f \( -name '*.json' -o -name '*.html' \) -delete
 
 PORT=$(free_port)
-URL="ws://127.0.0.1:$PORT/sockjs/echo/websocket"
+if [ "$PIPE" = 1 ]; then
+  URL="ws://127.0.0.1:$PORT/autobahn-pipe"
+else
+  URL="ws://127.0.0.1:$PORT/sockjs/echo/websocket"
+fi
 # shellcheck disable=SC2086
 RUST_LOG=${RUST_LOG:-warn} "$WEIR" --listen "127.0.0.1:$PORT" ${WEIR_ARGS:-} \
   >"$OUTDIR/weir.log" 2>&1 &
@@ -265,6 +283,11 @@ for _ in $(seq 1 200); do
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "nothing listens on 127.0.0.1:$PORT"
 say "weir (pid $WEIR_PID) at $URL"
+if [ "$PIPE" = 1 ]; then
+  /usr/bin/python3 "$ROOT/scripts/ws-echo-peer.py" "$URL" 2>"$OUTDIR/echo-peer.log" &
+  PEER_PID=$!
+  say "the pipe's other peer: scripts/ws-echo-peer.py (pid $PEER_PID)"
+fi
 
 # ---------------------------------------------------------------------------
 # 3. the fuzzing client

@@ -24,9 +24,10 @@ use crate::wire::{OutBuf, Readiness, Ready};
 
 /// Bytes one connection's outbound queue may hold. Past it, whatever fills
 /// the queue stops: the connection itself is not read (its pongs and
-/// echoes), the pipe peer feeding it is not read, a SockJS session keeps
+/// echoes), a SockJS session keeps
 /// its messages in its own bounded outbox, and a raw channel member that
-/// others write to is closed as too slow.
+/// others write to is closed as too slow. (A bridged pipe peer's queue is
+/// its ring, bounded by [`WS_FEED`] for the peer that feeds it.)
 pub const WS_QUEUE: usize = 256 * 1024;
 
 /// Input buffer per WebSocket connection that is being read.

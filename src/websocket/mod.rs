@@ -6,8 +6,10 @@
 //!   its `101` at once and waits, unread (TCP holds its frames), under
 //!   `--ttl`. Frames are streamed: a header is forwarded when parsed and
 //!   payload pieces as they arrive, through the connection's fixed 64 KiB
-//!   input buffer, so a message of any size costs no more memory. A peer
-//!   whose outbound queue passes 256 KiB stops the other from being read
+//!   input buffer, so a message of any size costs no more memory. What is
+//!   queued for a peer goes through a fixed ring ([`conn::WS_RING`], taken
+//!   while bytes wait, given back once they are written); a peer with more
+//!   than [`conn::WS_FEED`] queued stops the other from being read
 //!   (backpressure both ways). Pings are answered here; a close from one
 //!   side is passed on with its code and reason, and both connections end
 //!   once each has answered its close.

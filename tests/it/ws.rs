@@ -651,3 +651,31 @@ fn input_buffers_come_from_a_bounded_pool() {
         &weir::websocket::codec::close_frame(1000, "")[2..],
     );
 }
+
+/// The measuring client the README's WebSocket figures come from checks
+/// what it measures: `weir-bench --ws` moves its pipes through the relay
+/// byte for byte (every payload byte compared with the pattern), and
+/// fails when a pipe is cut.
+#[test]
+fn weir_bench_ws_moves_pipes_byte_for_byte() {
+    let relay = Relay::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+        .args(["--ws", "--pipes", "3", "--size", "3M", "--quiet", "--timeout", "60"])
+        .arg("--url")
+        .arg(format!("http://{}/", relay.addr))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("(websocket), 3 pipe(s)"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.split_whitespace().eq(["bytes", "9437184"])),
+        "{stdout}"
+    );
+    relay.assert_idle();
+    assert_eq!(relay.metric("weir_ws_buffers{kind=\"ring\"}"), 0.0);
+}
