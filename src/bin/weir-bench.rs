@@ -834,7 +834,11 @@ fn ws_receiver(
         }
         end += n;
     }
+    // Answer the close, then read to weir's end of TCP (the rest of its
+    // close frame included), so the connection ends cleanly, not reset.
     let _ = s.write_all(&ws_client_close());
+    let mut sink = [0u8; 1024];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
     if got != len {
         return Err(io::Error::other(format!(
             "websocket receiver {path}: got {got} bytes, expected {len}"

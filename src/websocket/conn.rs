@@ -211,7 +211,7 @@ pub struct WsConn {
     pub(super) held_out: Vec<u8>,
     /// The parser said `NeedMore` for what is buffered.
     pub(super) need_input: bool,
-    /// A bridged pipe peer's rings ([`WS_QUEUE`] bytes each, at most two
+    /// A bridged pipe peer's rings ([`WS_RING`] bytes each, at most two
     /// per `--max-streaming-pipes`): set at the bridging, `None` in every
     /// other mode, whose output is the connection's own buffer.
     pub(super) rings: Option<BufPool>,
@@ -329,6 +329,9 @@ impl WsConn {
     /// happening), its bytes move to the buffer ahead of these: the order
     /// holds either way.
     pub(super) fn put(&mut self, out: &mut OutBuf, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if self.awaiting_key3() {
             self.held_out.extend_from_slice(bytes);
             return;

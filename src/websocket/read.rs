@@ -14,7 +14,8 @@
 //! Rules: a step reads the socket only when the parser has nothing left
 //! to parse (a zero-length frame is acted on without waiting for more
 //! bytes); before each step the queues this reading fills are checked
-//! against [`WS_QUEUE`] and reading pauses (drops READABLE interest) only
+//! against their bound (a pipe peer's [`WsConn::feed_limit`], a queue
+//! answered into [`WS_QUEUE`]) and reading pauses (drops READABLE interest) only
 //! once their sockets really block, so that a writable edge resumes it; a
 //! ping is answered only when the queue has room, else reading pauses
 //! until it has.

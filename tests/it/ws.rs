@@ -677,3 +677,87 @@ fn weir_bench_ws_moves_pipes_byte_for_byte() {
     relay.assert_idle();
     assert_eq!(relay.metric("weir_ws_buffers{kind=\"ring\"}"), 0.0);
 }
+
+/// Both peers of a pipe write at once (frames of 0 B to 200 KB, the large
+/// ones in two fragments with a ping between them, more pings) while each
+/// reads slowly, so both directions fill their rings and pause their
+/// feeders: every message arrives whole and in order, and each peer's
+/// pongs come back in the order of its pings.
+#[test]
+fn both_peers_write_and_ping_while_reading_slowly() {
+    const N: usize = 400;
+    fn size(seed: u64, i: usize) -> usize {
+        let k = (i as u64)
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(seed * 97)
+            % 7;
+        [0, 1, 125, 126, 65_535, 65_543, 200_000][k as usize]
+    }
+    fn message(seed: u64, i: usize) -> Vec<u8> {
+        pattern(size(seed, i), seed * 1000 + i as u64)
+    }
+    let relay = Relay::start();
+    let a = ws_connect(relay.addr, "/both-ways");
+    relay.wait_metric("weir_connections", 1.0);
+    let b = ws_connect(relay.addr, "/both-ways");
+    // Each socket stays open until both peers have read everything: a peer
+    // that closed with pongs unread would reset its connection, and the
+    // relay would lose what it had not yet read from it.
+    let keep = [a.try_clone().unwrap(), b.try_clone().unwrap()];
+    let mut threads = Vec::new();
+    for (me, s) in [(1u64, a), (2u64, b)] {
+        let mut w = s.try_clone().unwrap();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..N {
+                let data = message(me, i);
+                let ping = format!("{i}");
+                if data.len() > 70_000 {
+                    let (x, y) = data.split_at(data.len() / 2);
+                    ws_send(&mut w, false, OpCode::Binary, x);
+                    ws_send(&mut w, true, OpCode::Ping, ping.as_bytes());
+                    ws_send(&mut w, true, OpCode::Continuation, y);
+                } else {
+                    ws_send(&mut w, true, OpCode::Binary, &data);
+                }
+                if i % 3 == 0 {
+                    ws_send(&mut w, true, OpCode::Ping, ping.as_bytes());
+                }
+            }
+        }));
+        let mut r = s;
+        let other = 3 - me;
+        threads.push(std::thread::spawn(move || {
+            let (mut got, mut last_pong, mut msg) = (0, -1i64, Vec::new());
+            while got < N {
+                if got % 5 == 0 {
+                    // Slow: the relay's queue toward this peer fills.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let f = ws_recv(&mut r).expect("a frame");
+                match f.opcode {
+                    OpCode::Pong => {
+                        let k: i64 = String::from_utf8(f.payload).unwrap().parse().unwrap();
+                        assert!(k >= last_pong, "pong {k} after pong {last_pong}");
+                        last_pong = k;
+                    }
+                    OpCode::Binary | OpCode::Continuation => {
+                        msg.extend_from_slice(&f.payload);
+                        if f.fin {
+                            let want = message(other, got);
+                            assert_eq!(msg.len(), want.len(), "message {got}'s length");
+                            assert!(msg == want, "message {got}'s bytes");
+                            msg.clear();
+                            got += 1;
+                        }
+                    }
+                    op => panic!("unexpected {op:?}"),
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().expect("a peer thread failed");
+    }
+    relay.wait_metric("weir_ws_buffers{kind=\"ring\"}", 0.0);
+    drop(keep);
+}
