@@ -1,7 +1,7 @@
 //! The router's gate: which listener a request came in on, and whether the
 //! access rules let it through, decided before any family sees it.
 //!
-//! [`admit`] runs once per parsed head, before routing. A refused request
+//! `admit` runs once per parsed head, before routing. A refused request
 //! is answered here (`401`, `403` or `404`) and goes no further: nothing is
 //! parked, no path or ID is taken, no party is reached. Requests that read
 //! a body are answered and closed (the body is never read).
