@@ -335,23 +335,14 @@ impl OutBuf {
     /// readiness rules. `Ok(true)` when nothing is left.
     pub fn flush_to(&mut self, w: &mut dyn Write, ready: &mut Readiness) -> io::Result<bool> {
         while self.pos < self.buf.len() {
-            if !ready.event.contains(Ready::WRITABLE) {
-                return Ok(false);
-            }
-            match w.write(&self.buf[self.pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.meter.wrote(&self.buf[self.pos..self.pos + n]);
-                    self.pos += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready.event.remove(Ready::WRITABLE);
+            let Some(n) = write_some(w, &[io::IoSlice::new(&self.buf[self.pos..])], ready)? else {
+                if !ready.event.contains(Ready::WRITABLE) {
                     self.compact();
-                    return Ok(false);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+                return Ok(false);
+            };
+            self.meter.wrote(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
         }
         self.buf.clear();
         self.pos = 0;
@@ -359,6 +350,32 @@ impl OutBuf {
             self.buf.shrink_to(1024);
         }
         Ok(true)
+    }
+}
+
+/// One write of `bufs` (in order) under the readiness rules: `None` when
+/// the writable bit is not set, or the write would block (which clears
+/// it); a write of zero bytes is an error; an interrupted write is
+/// retried.
+pub fn write_some(
+    w: &mut dyn Write,
+    bufs: &[io::IoSlice<'_>],
+    ready: &mut Readiness,
+) -> io::Result<Option<usize>> {
+    loop {
+        if !ready.event.contains(Ready::WRITABLE) {
+            return Ok(None);
+        }
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.event.remove(Ready::WRITABLE);
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use super::codec::{self, FrameParser, MessageState, OpCode, Role};
 use super::hixie;
 use crate::budget::{BufPool, Lease, PoolBuf};
 use crate::ring::Ring;
-use crate::wire::{OutBuf, Readiness, Ready};
+use crate::wire::{self, OutBuf, Readiness};
 
 /// Bytes one connection's outbound queue may hold. Past it, whatever fills
 /// the queue stops: the connection itself is not read (its pongs and
@@ -379,22 +379,13 @@ impl WsConn {
             return Ok(true);
         };
         while !ring.is_empty() {
-            if !ready.event.contains(Ready::WRITABLE) {
+            let (a, b) = ring.readable_from(ring.start_offset());
+            let bufs = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+            let Some(n) = wire::write_some(w, &bufs, ready)? else {
                 return Ok(false);
-            }
-            match ring.drain_into(w, ring.start_offset(), usize::MAX) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    out.count_sent(n);
-                    ring.release_to(ring.start_offset() + n as u64);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    ready.event.remove(Ready::WRITABLE);
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            };
+            out.count_sent(n);
+            ring.release_to(ring.start_offset() + n as u64);
         }
         self.ring = None;
         Ok(true)
@@ -419,6 +410,7 @@ mod tests {
     use super::*;
 
     use crate::budget::Budget;
+    use crate::wire::Ready;
 
     /// A socket that takes at most `room` bytes, then blocks.
     struct Kernel {
