@@ -211,13 +211,10 @@ pub struct WsConn {
     pub(super) held_out: Vec<u8>,
     /// The parser said `NeedMore` for what is buffered.
     pub(super) need_input: bool,
-    /// A bridged pipe peer's rings ([`WS_RING`] bytes each, at most two
-    /// per `--max-streaming-pipes`): set at the bridging, `None` in every
-    /// other mode, whose output is the connection's own buffer.
-    pub(super) rings: Option<BufPool>,
     /// What is queued for a bridged pipe peer, behind whatever its own
     /// buffer still holds (its `101`): frames forwarded from the other
-    /// peer, its pongs, its close. Taken from `rings` when something is
+    /// peer, its pongs, its close. Taken from `Ctx::ws_rings` (at most two
+    /// per `--max-streaming-pipes`) when something is
     /// queued, given back once all of it is written, so a quiet pipe holds
     /// none.
     pub(super) ring: Option<Ring<PoolBuf>>,
@@ -266,7 +263,6 @@ impl WsConn {
             pong: None,
             held_out: Vec::new(),
             need_input: n == 0,
-            rings: None,
             ring: None,
         }
     }
@@ -308,11 +304,16 @@ impl WsConn {
         out.pending() + self.held_out.len() + self.ring.as_ref().map_or(0, |r| r.len())
     }
 
+    /// Bridged to a pipe peer: its output goes through a ring.
+    fn is_pipe(&self) -> bool {
+        matches!(self.mode, WsMode::Pipe { .. })
+    }
+
     /// How much may be queued for this connection before whatever feeds
     /// it pauses: [`WS_FEED`] for a bridged pipe peer (so a step always
     /// fits its ring), [`WS_QUEUE`] for the others.
     pub(super) fn feed_limit(&self) -> usize {
-        if self.rings.is_some() {
+        if self.is_pipe() {
             WS_FEED
         } else {
             WS_QUEUE
@@ -322,13 +323,13 @@ impl WsConn {
     /// Queue `bytes` for the client, behind everything queued before.
     ///
     /// A bridged pipe peer's bytes go to its ring: the one it holds, or
-    /// one taken from the pool when its own buffer has nothing left to
+    /// one taken from `rings` when its own buffer has nothing left to
     /// write (so the buffer's bytes, older, go first). With no ring free
     /// they go to the buffer, as do every other mode's. Should a ring ever
     /// lack room (the feeder's bound, [`WS_FEED`], keeps it from
     /// happening), its bytes move to the buffer ahead of these: the order
     /// holds either way.
-    pub(super) fn put(&mut self, out: &mut OutBuf, bytes: &[u8]) {
+    pub(super) fn put(&mut self, out: &mut OutBuf, rings: &BufPool, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -336,12 +337,8 @@ impl WsConn {
             self.held_out.extend_from_slice(bytes);
             return;
         }
-        if self.ring.is_none() && !out.is_pending() {
-            self.ring = self
-                .rings
-                .as_ref()
-                .and_then(BufPool::take)
-                .and_then(Ring::over);
+        if self.ring.is_none() && !out.is_pending() && self.is_pipe() {
+            self.ring = rings.take().and_then(Ring::over);
         }
         let Some(ring) = self.ring.as_mut() else {
             return out.push(bytes);
@@ -357,10 +354,17 @@ impl WsConn {
     }
 
     /// Queue a frame header (unmasked, as the server sends).
-    pub(super) fn put_header(&mut self, out: &mut OutBuf, fin: bool, op: OpCode, len: u64) {
+    pub(super) fn put_header(
+        &mut self,
+        out: &mut OutBuf,
+        rings: &BufPool,
+        fin: bool,
+        op: OpCode,
+        len: u64,
+    ) {
         let mut h = [0; codec::MAX_HEADER];
         let n = codec::header(&mut h, fin, op, len);
-        self.put(out, &h[..n]);
+        self.put(out, rings, &h[..n]);
     }
 
     /// Write what is queued while the socket takes it: the buffer, then
@@ -440,25 +444,23 @@ mod tests {
         }
     }
 
-    fn bridged(rings: &BufPool) -> WsConn {
+    fn bridged() -> WsConn {
         let budget = Budget::new(1 << 20);
         let mode = WsMode::Pipe {
             peer: Token(1),
             key: "/x".into(),
         };
-        let mut ws = WsConn::new(mode, 1 << 20, b"", Handshake::Rfc6455, budget.lease());
-        ws.rings = Some(rings.clone());
-        ws
+        WsConn::new(mode, 1 << 20, b"", Handshake::Rfc6455, budget.lease())
     }
 
     #[test]
     fn a_pipe_peers_frames_go_through_a_ring_behind_its_head() {
         let rings = BufPool::new(64, 2, 0);
-        let mut ws = bridged(&rings);
+        let mut ws = bridged();
         let mut out = OutBuf::default();
         out.push(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
         // The head is still queued: a frame goes behind it, in the buffer.
-        ws.put(&mut out, b"one");
+        ws.put(&mut out, &rings, b"one");
         assert!(ws.ring.is_none());
         let mut k = Kernel {
             got: Vec::new(),
@@ -467,8 +469,8 @@ mod tests {
         let mut ready = writable();
         assert!(ws.flush(&mut out, &mut k, &mut ready).unwrap());
         // Nothing left in the buffer: the next bytes take a ring.
-        ws.put_header(&mut out, true, OpCode::Binary, 3);
-        ws.put(&mut out, b"two");
+        ws.put_header(&mut out, &rings, true, OpCode::Binary, 3);
+        ws.put(&mut out, &rings, b"two");
         assert_eq!(rings.counts().0, 1);
         assert_eq!((out.pending(), ws.queued(&out)), (0, 5));
         // The socket takes two bytes, then blocks: the rest stays queued.
@@ -493,14 +495,14 @@ mod tests {
     #[test]
     fn a_ring_without_room_moves_to_the_buffer_and_keeps_the_order() {
         let rings = BufPool::new(16, 1, 0);
-        let mut ws = bridged(&rings);
+        let mut ws = bridged();
         let mut out = OutBuf::default();
-        ws.put(&mut out, b"0123456789");
+        ws.put(&mut out, &rings, b"0123456789");
         assert_eq!(rings.counts().0, 1);
-        ws.put(&mut out, b"abcdefghij");
+        ws.put(&mut out, &rings, b"abcdefghij");
         assert!(ws.ring.is_none(), "the ring went back");
         assert_eq!(rings.counts().0, 0);
-        ws.put(&mut out, b"!");
+        ws.put(&mut out, &rings, b"!");
         let mut k = Kernel {
             got: Vec::new(),
             room: 1 << 20,
@@ -512,15 +514,15 @@ mod tests {
     #[test]
     fn with_no_ring_free_the_buffer_takes_the_frames() {
         let rings = BufPool::new(16, 0, 0);
-        let mut ws = bridged(&rings);
+        let mut ws = bridged();
         let mut out = OutBuf::default();
-        ws.put(&mut out, b"frame");
+        ws.put(&mut out, &rings, b"frame");
         assert!(ws.ring.is_none());
         assert_eq!(out.pending(), 5);
         // Other modes never take one.
-        let mut echo = bridged(&BufPool::new(16, 1, 0));
-        echo.rings = None;
-        echo.put(&mut out, b"x");
+        let mut echo = bridged();
+        echo.mode = WsMode::Echo;
+        echo.put(&mut out, &BufPool::new(16, 1, 0), b"x");
         assert!(echo.ring.is_none());
     }
 

@@ -269,15 +269,13 @@ impl WebSockets {
                     peer,
                     key: key.clone(),
                 };
-                let mut ws = WsConn::new(mode, max, &early, rfc, ctx.budget.lease());
-                ws.rings = Some(ctx.ws_rings.clone());
+                let ws = WsConn::new(mode, max, &early, rfc, ctx.budget.lease());
                 attach(ctx, t, State::WebSocket(Box::new(ws)));
                 if let Some((_, pw)) = parts(&mut ctx.conns, peer) {
                     pw.mode = WsMode::Pipe {
                         peer: t,
                         key: key.clone(),
                     };
-                    pw.rings = Some(ctx.ws_rings.clone());
                 }
                 ctx.disarm(peer);
                 ctx.unpark(peer);
@@ -469,7 +467,7 @@ impl WebSockets {
     /// Queue the pong `t` owes, if there is room (see `read::write_pong`).
     fn pong_due(&mut self, ctx: &mut Ctx, t: Token) {
         if let Some((mut side, ws)) = parts(&mut ctx.conns, t) {
-            read::write_pong(&mut side, ws);
+            read::write_pong(&mut side, ws, &ctx.ws_rings);
         }
     }
 
@@ -566,10 +564,11 @@ impl WebSockets {
         } else {
             ws.close_out = CloseOut::Sent;
             if ws.hixie() {
-                ws.put(side.out, &hixie::CLOSE_FRAME);
+                ws.put(side.out, &ctx.ws_rings, &hixie::CLOSE_FRAME);
             } else {
-                ws.put_header(side.out, true, OpCode::Close, payload.len() as u64);
-                ws.put(side.out, payload);
+                let len = payload.len() as u64;
+                ws.put_header(side.out, &ctx.ws_rings, true, OpCode::Close, len);
+                ws.put(side.out, &ctx.ws_rings, payload);
             }
         }
         side.ready.interest.insert(Ready::WRITABLE);

@@ -241,7 +241,7 @@ fn fill(conns: &mut Slab<Conn>, pool: &BufPool, t: Token) -> Option<Stop> {
 /// queue has room. Returns `false` when the queue is full (the socket
 /// took what it could): the caller stops reading, and the drain that
 /// follows writes the pong and resumes it.
-pub(super) fn write_pong(side: &mut Side<'_>, ws: &mut WsConn) -> bool {
+pub(super) fn write_pong(side: &mut Side<'_>, ws: &mut WsConn, rings: &BufPool) -> bool {
     if ws.pong.is_none() || ws.owed > 0 || !ws.open() {
         return true;
     }
@@ -254,8 +254,8 @@ pub(super) fn write_pong(side: &mut Side<'_>, ws: &mut WsConn) -> bool {
         }
     }
     if let Some(p) = ws.pong.take() {
-        ws.put_header(side.out, true, OpCode::Pong, p.len() as u64);
-        ws.put(side.out, &p);
+        ws.put_header(side.out, rings, true, OpCode::Pong, p.len() as u64);
+        ws.put(side.out, rings, &p);
     }
     true
 }
@@ -272,14 +272,14 @@ fn read_rfc6455(ctx: &mut Ctx, t: Token) -> Stop {
         if let Some(stop) = fill(&mut ctx.conns, &ctx.ws_buffers, t) {
             return stop;
         }
-        if let Some(stop) = step_rfc6455(&mut ctx.conns, t) {
+        if let Some(stop) = step_rfc6455(&mut ctx.conns, &ctx.ws_rings, t) {
             return stop;
         }
     }
 }
 
 /// Parse one item of what is buffered and act on it.
-fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
+fn step_rfc6455(conns: &mut Slab<Conn>, rings: &BufPool, t: Token) -> Option<Stop> {
     let peer = conns
         .get(t.0)
         .and_then(|c| c.state.websocket())
@@ -321,7 +321,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     WsMode::Pipe { peer, .. } => match other.as_mut() {
                         Some((side, tw)) if tw.open() => {
                             tw.owed = len;
-                            tw.put_header(side.out, fin, opcode, len);
+                            tw.put_header(side.out, rings, fin, opcode, len);
                             Cur::Forward(*peer)
                         }
                         _ => Cur::Discard,
@@ -352,7 +352,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                     // is still bridged to us.
                     if let Some((side, tw)) = other.as_mut() {
                         debug_assert!(matches!(ws.mode, WsMode::Pipe { peer, .. } if peer == p));
-                        tw.put(side.out, piece);
+                        tw.put(side.out, rings, piece);
                         tw.owed = tw.owed.saturating_sub(n as u64);
                     }
                 }
@@ -380,7 +380,7 @@ fn step_rfc6455(conns: &mut Slab<Conn>, t: Token) -> Option<Stop> {
                         // After our close, nothing more is sent.
                         if ws.open() {
                             ws.pong = Some(p.as_bytes().to_vec());
-                            if !write_pong(&mut me, ws) {
+                            if !write_pong(&mut me, ws, rings) {
                                 // Its queue is full: it is not read until
                                 // the queue drains.
                                 return Some(Stop::Idle);
