@@ -656,16 +656,7 @@ fn http_receiver(
     len: u64,
     progress: &AtomicU64,
 ) -> io::Result<u64> {
-    let mut s = connect(addr)?;
-    s.write_all(http_request("GET", host, path, "").as_bytes())?;
-    let (head, early) = read_head(&mut s)?;
-    if head.status != 200 {
-        return Err(io::Error::other(format!(
-            "receiver {path}: status {}: {}",
-            head.status,
-            head.text.lines().next().unwrap_or("")
-        )));
-    }
+    let (mut s, head, early) = get(addr, host, path, "", 200, "receiver")?;
     let got = receive_pattern(&mut s, head.framing, &early, progress)?;
     if got != len {
         return Err(io::Error::other(format!(
@@ -673,6 +664,30 @@ fn http_receiver(
         )));
     }
     Ok(got)
+}
+
+/// A new connection's `GET path` (with `extra` header lines): the
+/// connection, its response head and the bytes read past it; an error
+/// naming `who` when the status is not `want`.
+fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &str,
+    want: u16,
+    who: &str,
+) -> io::Result<(TcpStream, RespHead, Vec<u8>)> {
+    let mut s = connect(addr)?;
+    s.write_all(http_request("GET", host, path, extra).as_bytes())?;
+    let (head, early) = read_head(&mut s)?;
+    if head.status != want {
+        return Err(io::Error::other(format!(
+            "{who} {path}: status {}: {}",
+            head.status,
+            head.text.lines().next().unwrap_or("")
+        )));
+    }
+    Ok((s, head, early))
 }
 
 /// Read a sender's response to its end; fails on a non-200 or `[ERROR]`.
@@ -722,18 +737,9 @@ fn http_sender(
 /// Upgrade a new connection to a WebSocket on `path`; returns it and the
 /// bytes read past the `101` head.
 fn ws_upgrade(addr: SocketAddr, host: &str, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut s = connect(addr)?;
     let extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
-    s.write_all(http_request("GET", host, path, extra).as_bytes())?;
-    let (head, early) = read_head(&mut s)?;
-    if head.status != 101 {
-        return Err(io::Error::other(format!(
-            "websocket {path}: status {}: {}",
-            head.status,
-            head.text.lines().next().unwrap_or("")
-        )));
-    }
+    let (s, _, early) = get(addr, host, path, extra, 101, "websocket")?;
     Ok((s, early))
 }
 
