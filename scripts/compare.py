@@ -247,19 +247,25 @@ def run_curl(a, srv, path, pipes, files):
     return run.end(size)
 
 
-def run_bench(a, srv, path, pipes, files):
-    per = os.path.getsize(files[pipes])
-    cmd = [os.path.join(a.bin, "weir-bench"), "--quiet", "--timeout", str(a.timeout),
-           "--size", str(per), "--pipes", str(pipes)]
+def bench_cmd(a, srv, path, name, extra):
+    """weir-bench's command line for `path`: raw loopback, through socat,
+    or through a relay on pipe names starting with `name`."""
+    cmd = [os.path.join(a.bin, "weir-bench"), "--quiet", "--timeout", str(a.timeout), *extra]
     if path == "raw":
         cmd += ["--raw", "--raw-listen", "127.0.0.1:%d" % srv.raw_port]
     elif path == "socat":
         cmd += ["--raw", "--raw-listen", "127.0.0.1:%d" % srv.raw_port,
                 "--raw-connect", "127.0.0.1:%d" % srv.socat[0]]
     else:
-        cmd += ["--url", http_target(srv, path)[0] + "bench-%d-%d-" % (os.getpid(), a.seq)]
-        if chunked_path(path):
-            cmd.append("--chunked")
+        cmd += ["--url", http_target(srv, path)[0] + "%s-%d-%d-" % (name, os.getpid(), a.seq)]
+    return cmd
+
+
+def run_bench(a, srv, path, pipes, files):
+    per = os.path.getsize(files[pipes])
+    cmd = bench_cmd(a, srv, path, "bench", ["--size", str(per), "--pipes", str(pipes)])
+    if chunked_path(path):
+        cmd.append("--chunked")
     run = Run(relay_of(srv, path))
     run.begin()
     p = spawn(cmd)
@@ -271,15 +277,7 @@ def run_bench(a, srv, path, pipes, files):
 
 
 def run_latency(a, srv, path):
-    cmd = [os.path.join(a.bin, "weir-bench"), "--quiet", "--timeout", str(a.timeout),
-           "--size", "0", "--latency"]
-    if path == "raw":
-        cmd += ["--raw", "--raw-listen", "127.0.0.1:%d" % srv.raw_port]
-    elif path == "socat":
-        cmd += ["--raw", "--raw-listen", "127.0.0.1:%d" % srv.raw_port,
-                "--raw-connect", "127.0.0.1:%d" % srv.socat[0]]
-    else:
-        cmd += ["--url", http_target(srv, path)[0] + "lat-%d-%d-" % (os.getpid(), a.seq)]
+    cmd = bench_cmd(a, srv, path, "lat", ["--size", "0", "--latency"])
     p = spawn(cmd)
     finish([p], a.timeout)
     out = dict(l.split(None, 1) for l in p.stdout.read().splitlines()
