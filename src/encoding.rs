@@ -118,6 +118,8 @@ mod tests {
                 plain.as_bytes()
             );
         }
+        // The two last characters of the standard alphabet.
+        assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
         assert_eq!(
             base64_decode("YWxhZGRpbjpvcGVuc2VzYW1l").unwrap(),
             b"aladdin:opensesame"
