@@ -108,22 +108,12 @@ alive() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# Wait until http://ADDR/healthz answers (10 s), or fail.
-wait_healthy() {
-  local addr=$1 pid=$2 i
+# wait_http ADDR PID /PATH [CURL_FLAG]: wait (10 s) until http://ADDR/PATH
+# answers (with -f: with a 2xx), while PID lives; fail otherwise.
+wait_http() {
+  local addr=$1 pid=$2 path=$3 flag=${4:-} i
   for i in $(seq 200); do
-    if curl -fsS -m 1 -o /dev/null "http://$addr/healthz" 2>/dev/null; then return 0; fi
-    alive "$pid" || return 1
-    sleep 0.05
-  done
-  return 1
-}
-
-# Wait until something listens on ADDR (10 s).
-wait_listening() {
-  local addr=$1 pid=$2 i
-  for i in $(seq 200); do
-    if curl -sS -m 1 -o /dev/null "http://$addr/" 2>/dev/null; then return 0; fi
+    if curl $flag -sS -m 1 -o /dev/null "http://$addr$path" 2>/dev/null; then return 0; fi
     alive "$pid" || return 1
     sleep 0.05
   done
@@ -139,7 +129,7 @@ start_member() {
     </dev/null >>"$dir/$name.log" 2>&1 &
   local pid=$!
   echo "weir $name $pid $addr" >> "$dir/fleet.txt"
-  wait_healthy "$addr" "$pid" || die "weir $name did not start on $addr (log: $dir/$name.log)"
+  wait_http "$addr" "$pid" /healthz -f || die "weir $name did not start on $addr (log: $dir/$name.log)"
   echo "weir $name $pid $addr"
 }
 
@@ -213,7 +203,7 @@ start() {
       "$HAPROXY" -db -f "$dir/haproxy.cfg" -f "$dir/stats.cfg" </dev/null >"$dir/haproxy.log" 2>&1 &
       pid=$!
       echo "haproxy $pid $listen" >> "$dir/fleet.txt"
-      wait_listening "$listen" "$pid" || die "haproxy did not start (log: $dir/haproxy.log)"
+      wait_http "$listen" "$pid" / || die "haproxy did not start (log: $dir/haproxy.log)"
       echo "haproxy $pid $listen"
       echo "stats http://$stats/"
       ;;
@@ -238,7 +228,7 @@ EOF
       "$NGINX" -p "$dir" -c "$dir/nginx.conf" </dev/null >"$dir/nginx.log" 2>&1 &
       pid=$!
       echo "nginx $pid $listen" >> "$dir/fleet.txt"
-      wait_listening "$listen" "$pid" || die "nginx did not start (log: $dir/nginx-error.log)"
+      wait_http "$listen" "$pid" / || die "nginx did not start (log: $dir/nginx-error.log)"
       echo "nginx $pid $listen"
       ;;
   esac
